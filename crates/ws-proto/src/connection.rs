@@ -1,0 +1,496 @@
+//! The connection state machine: bytes in, events out; sends written to an output buffer.
+//! Sections 5 (framing), 5.4 (fragmentation), 5.5 (control frames), 7 (closing) of RFC 6455.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close::{CloseCode, CloseFrame, encode_close_payload, parse_close_payload};
+use crate::frame::{FrameHeader, HeaderError, HeaderParse, MAX_CONTROL_PAYLOAD, OpCode};
+use crate::{ProtocolError, SendError, Utf8Bytes, Utf8Validator, apply_mask};
+
+/// Which end of the connection this is. It decides the masking rules (section 5.1): a
+/// client masks what it sends and expects unmasked frames; a server the reverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The end that sent the opening handshake.
+    Client,
+    /// The end that answered it.
+    Server,
+}
+
+impl Role {
+    /// The role of the other end.
+    pub fn peer(self) -> Role {
+        match self {
+            Role::Client => Role::Server,
+            Role::Server => Role::Client,
+        }
+    }
+}
+
+/// Limits and behaviour of a [`Connection`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Largest frame payload accepted; larger frames fail the connection with 1009.
+    pub max_frame_size: usize,
+    /// Largest message accepted (all fragments together); larger ones fail with 1009.
+    pub max_message_size: usize,
+    /// Answer every Ping with a Pong carrying its payload (section 5.5.2).
+    pub auto_pong: bool,
+    /// Seed for the client's masking keys. A client must set it from a strong random source
+    /// (section 10.3); a server never masks and ignores it.
+    pub mask_seed: u64,
+}
+
+impl Default for Config {
+    /// 16 MiB frames, 64 MiB messages, automatic pongs.
+    fn default() -> Self {
+        Config { max_frame_size: 16 << 20, max_message_size: 64 << 20, auto_pong: true, mask_seed: 0 }
+    }
+}
+
+/// Something the peer sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A complete text message, validated UTF-8.
+    Text(Utf8Bytes),
+    /// A complete binary message.
+    Binary(Bytes),
+    /// A Ping; with `auto_pong` its Pong is already queued.
+    Ping(Bytes),
+    /// A Pong.
+    Pong(Bytes),
+    /// A Close frame (`None`: it carried no status). The reply, if this end had not closed
+    /// first, is already queued; the connection is now closed in both directions.
+    Close(Option<CloseFrame>),
+}
+
+/// Where the closing handshake stands (section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Data flows both ways.
+    Open,
+    /// This end sent a Close and waits for the peer's.
+    Closing,
+    /// Both Close frames were exchanged, or the connection failed: send nothing more and
+    /// close the transport (a server closes TCP first, section 7.1.1).
+    Closed,
+}
+
+/// Kind of data message, for [`Connection::send_fragment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// UTF-8 text.
+    Text,
+    /// Arbitrary bytes.
+    Binary,
+}
+
+/// The frame being received: its header and how much of its payload was unmasked (and
+/// validated, for text) in place so far.
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    header: FrameHeader,
+    len: usize,
+    done: usize,
+}
+
+/// One end of a WebSocket connection as a deterministic state machine, with no I/O.
+///
+/// Feed received bytes by appending them to a `BytesMut` and calling
+/// [`poll_event`](Connection::poll_event) until it returns `Ok(None)`; send with
+/// [`send_text`](Connection::send_text) and friends, then write out what
+/// [`output`](Connection::output) holds.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use ws_proto::{Config, Connection, Event, Role};
+///
+/// let mut client = Connection::new(Role::Client, Config { mask_seed: 42, ..Config::default() });
+/// let mut server = Connection::new(Role::Server, Config::default());
+/// client.send_text("Hello").unwrap();
+///
+/// let mut wire = BytesMut::new();
+/// wire.extend_from_slice(&client.take_output());
+/// match server.poll_event(&mut wire).unwrap() {
+///     Some(Event::Text(text)) => assert_eq!(text, "Hello"),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    out: BytesMut,
+    frame: Option<InFrame>,
+    /// Kind of the fragmented message being received, and its bytes so far.
+    receiving: Option<MessageKind>,
+    message: BytesMut,
+    utf8: Utf8Validator,
+    /// Kind of the fragmented message being sent.
+    sending: Option<MessageKind>,
+    close_sent: bool,
+    close_received: Option<Option<CloseFrame>>,
+    failed: Option<ProtocolError>,
+    rng: u64,
+}
+
+impl Connection {
+    /// A connection in the `Open` state (the opening handshake is done elsewhere).
+    pub fn new(role: Role, config: Config) -> Self {
+        let rng = config.mask_seed;
+        Connection {
+            role,
+            config,
+            out: BytesMut::new(),
+            frame: None,
+            receiving: None,
+            message: BytesMut::new(),
+            utf8: Utf8Validator::new(),
+            sending: None,
+            close_sent: false,
+            close_received: None,
+            failed: None,
+            rng,
+        }
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where the closing handshake stands.
+    pub fn state(&self) -> State {
+        match (self.close_sent, self.close_received.is_some()) {
+            _ if self.failed.is_some() => State::Closed,
+            (true, true) => State::Closed,
+            (false, false) => State::Open,
+            _ => State::Closing,
+        }
+    }
+
+    /// The peer's Close frame, once received (`Some(None)`: it carried no status).
+    pub fn close_received(&self) -> Option<&Option<CloseFrame>> {
+        self.close_received.as_ref()
+    }
+
+    /// Has this end sent (or queued) its Close frame?
+    pub fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// The error that failed the connection, if one did.
+    pub fn failure(&self) -> Option<ProtocolError> {
+        self.failed
+    }
+
+    /// Bytes waiting to be written to the transport. Write them and `advance` the buffer
+    /// (or [`take_output`](Connection::take_output) them).
+    pub fn output(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    /// Takes everything waiting to be written.
+    pub fn take_output(&mut self) -> BytesMut {
+        self.out.split()
+    }
+
+    /// Releases the memory of idle buffers (the output buffer when empty, the reassembly
+    /// buffer between messages), so an idle connection holds no allocation.
+    pub fn shrink_idle(&mut self) {
+        if self.out.is_empty() {
+            self.out = BytesMut::new();
+        }
+        if self.receiving.is_none() {
+            self.message = BytesMut::new();
+        }
+    }
+
+    /// Reads the next event from `input`, consuming exactly the bytes of the frames it
+    /// parsed. `Ok(None)` means more bytes are needed (or the connection is closed).
+    ///
+    /// Payloads are unmasked in place as they arrive, and text is validated as it arrives, so
+    /// invalid UTF-8 fails the connection before the rest of the frame comes. An unfragmented
+    /// message is split off `input` without copying. On an error the Close frame with the
+    /// error's code is already queued and the state is `Closed`.
+    pub fn poll_event(&mut self, input: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
+        loop {
+            if self.failed.is_some() || self.close_received.is_some() {
+                return Ok(None);
+            }
+            let mut frame = match self.frame {
+                Some(frame) => frame,
+                None => match FrameHeader::parse(input) {
+                    Ok(HeaderParse::Incomplete(_)) => return Ok(None),
+                    Ok(HeaderParse::Complete { header, header_len }) => {
+                        let len = self.check_header(&header).map_err(|e| self.fail(e))?;
+                        input.advance(header_len);
+                        InFrame { header, len, done: 0 }
+                    }
+                    Err(HeaderError::ReservedOpCode(op)) => {
+                        return Err(self.fail(ProtocolError::ReservedOpCode(op)));
+                    }
+                    Err(HeaderError::LengthOverflow) => {
+                        return Err(self.fail(ProtocolError::LengthOverflow));
+                    }
+                },
+            };
+            let avail = input.len().min(frame.len);
+            if avail > frame.done {
+                let fresh = &mut input[frame.done..avail];
+                if let Some(key) = frame.header.mask {
+                    apply_mask(fresh, key, frame.done);
+                }
+                if self.is_text_payload(frame.header.opcode) && self.utf8.feed(fresh).is_err() {
+                    return Err(self.fail(ProtocolError::InvalidUtf8));
+                }
+                frame.done = avail;
+            }
+            if avail < frame.len {
+                self.frame = Some(frame);
+                return Ok(None);
+            }
+            self.frame = None;
+            let payload = input.split_to(frame.len);
+            if let Some(event) = self.on_frame(frame.header, payload)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    fn is_text_payload(&self, opcode: OpCode) -> bool {
+        match opcode {
+            OpCode::Text => true,
+            OpCode::Continuation => self.receiving == Some(MessageKind::Text),
+            _ => false,
+        }
+    }
+
+    /// Rules that depend on configuration and message state; returns the payload length.
+    fn check_header(&self, header: &FrameHeader) -> Result<usize, ProtocolError> {
+        header.validate(self.role.peer())?;
+        let len = header.payload_len;
+        if len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooBig(len));
+        }
+        match (header.opcode, self.receiving) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            _ => {}
+        }
+        if !header.opcode.is_control() {
+            let total = self.message.len() as u64 + len;
+            if total > self.config.max_message_size as u64 {
+                return Err(ProtocolError::MessageTooBig(total));
+            }
+        }
+        Ok(len as usize)
+    }
+
+    fn on_frame(&mut self, header: FrameHeader, payload: BytesMut) -> Result<Option<Event>, ProtocolError> {
+        let kind = match header.opcode {
+            OpCode::Ping => {
+                let payload = payload.freeze();
+                if self.config.auto_pong && !self.close_sent {
+                    self.write_frame(OpCode::Pong, true, &payload);
+                }
+                return Ok(Some(Event::Ping(payload)));
+            }
+            OpCode::Pong => return Ok(Some(Event::Pong(payload.freeze()))),
+            OpCode::Close => return self.on_close(&payload).map(Some),
+            OpCode::Text => MessageKind::Text,
+            OpCode::Binary => MessageKind::Binary,
+            OpCode::Continuation => {
+                self.message.extend_from_slice(&payload);
+                if !header.fin {
+                    return Ok(None);
+                }
+                let kind = self.receiving.take().unwrap_or(MessageKind::Binary);
+                let data = core::mem::take(&mut self.message).freeze();
+                return self.finish_message(kind, data).map(Some);
+            }
+        };
+        if header.fin {
+            return self.finish_message(kind, payload.freeze()).map(Some);
+        }
+        self.receiving = Some(kind);
+        self.message.extend_from_slice(&payload);
+        Ok(None)
+    }
+
+    fn finish_message(&mut self, kind: MessageKind, data: Bytes) -> Result<Event, ProtocolError> {
+        match kind {
+            MessageKind::Binary => Ok(Event::Binary(data)),
+            MessageKind::Text => {
+                if self.utf8.finish().is_err() {
+                    return Err(self.fail(ProtocolError::InvalidUtf8));
+                }
+                Ok(Event::Text(Utf8Bytes::from_validated(data)))
+            }
+        }
+    }
+
+    fn on_close(&mut self, payload: &[u8]) -> Result<Event, ProtocolError> {
+        let frame = parse_close_payload(payload).map_err(|e| self.fail(e))?;
+        if !self.close_sent {
+            // Echo the status code back (section 5.5.1).
+            let mut body = BytesMut::new();
+            encode_close_payload(frame.as_ref().map(|f| (f.code, "")), &mut body);
+            self.write_frame(OpCode::Close, true, &body);
+            self.close_sent = true;
+        }
+        self.close_received = Some(frame.clone());
+        Ok(Event::Close(frame))
+    }
+
+    /// Fails the connection: queue a Close with the error's code (unless one was sent).
+    fn fail(&mut self, error: ProtocolError) -> ProtocolError {
+        if !self.close_sent {
+            let mut body = BytesMut::new();
+            encode_close_payload(Some((error.close_code(), error.reason())), &mut body);
+            self.write_frame(OpCode::Close, true, &body);
+            self.close_sent = true;
+        }
+        self.failed = Some(error);
+        self.frame = None;
+        self.receiving = None;
+        self.message = BytesMut::new();
+        self.utf8.reset();
+        error
+    }
+
+    fn check_can_send(&self) -> Result<(), SendError> {
+        if self.close_sent || self.failed.is_some() {
+            return Err(SendError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Queues a text message in one frame.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.send_message(OpCode::Text, text.as_bytes())
+    }
+
+    /// Queues a binary message in one frame.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_message(OpCode::Binary, data)
+    }
+
+    fn send_message(&mut self, opcode: OpCode, data: &[u8]) -> Result<(), SendError> {
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(SendError::FragmentOrder);
+        }
+        self.write_frame(opcode, true, data);
+        Ok(())
+    }
+
+    /// Queues one fragment of a message sent in several frames (section 5.4): the first call
+    /// starts a message of `kind`, later ones continue it, and `fin` ends it. Control frames
+    /// may be sent between fragments. The caller keeps text fragments' concatenation valid
+    /// UTF-8 (a fragment may end inside a character).
+    pub fn send_fragment(&mut self, kind: MessageKind, data: &[u8], fin: bool) -> Result<(), SendError> {
+        self.check_can_send()?;
+        let opcode = match self.sending {
+            None => match kind {
+                MessageKind::Text => OpCode::Text,
+                MessageKind::Binary => OpCode::Binary,
+            },
+            Some(k) if k == kind => OpCode::Continuation,
+            Some(_) => return Err(SendError::FragmentOrder),
+        };
+        self.sending = if fin { None } else { Some(kind) };
+        self.write_frame(opcode, fin, data);
+        Ok(())
+    }
+
+    /// Queues a Ping (payload at most 125 bytes).
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Queues an unsolicited Pong (payload at most 125 bytes), e.g. as a heartbeat.
+    pub fn pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        self.check_can_send()?;
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlFrameTooLong);
+        }
+        self.write_frame(opcode, true, payload);
+        Ok(())
+    }
+
+    /// Queues a Close frame (section 5.5.1): `None` sends no status; otherwise the code must
+    /// be one allowed on the wire and the reason is cut to 123 bytes on a character boundary.
+    /// After this no data can be sent; keep polling for the peer's Close.
+    pub fn close(&mut self, frame: Option<(CloseCode, &str)>) -> Result<(), SendError> {
+        self.check_can_send()?;
+        if let Some((code, _)) = frame
+            && !code.is_valid_on_wire()
+        {
+            return Err(SendError::InvalidCloseCode(code.0));
+        }
+        let mut body = BytesMut::new();
+        encode_close_payload(frame, &mut body);
+        self.write_frame(OpCode::Close, true, &body);
+        self.close_sent = true;
+        Ok(())
+    }
+
+    /// Queues bytes that are already one or more complete, unmasked data frames (from
+    /// [`encode_server_frame`]): the way one encoded broadcast reaches many connections.
+    /// Only a server may send unmasked frames.
+    pub fn send_encoded(&mut self, frames: &[u8]) -> Result<(), SendError> {
+        self.check_can_send()?;
+        if self.sending.is_some() || self.role != Role::Server {
+            return Err(SendError::FragmentOrder);
+        }
+        self.out.extend_from_slice(frames);
+        Ok(())
+    }
+
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let mask = match self.role {
+            Role::Client => Some(self.next_mask()),
+            Role::Server => None,
+        };
+        let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
+        self.out.reserve(header.encoded_len() + payload.len());
+        header.encode(&mut self.out);
+        let start = self.out.len();
+        self.out.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.out[start..], key, 0);
+        }
+    }
+
+    /// wyrand: fast, and fine for masking keys once seeded from a strong source.
+    fn next_mask(&mut self) -> [u8; 4] {
+        self.rng = self.rng.wrapping_add(0xa076_1d64_78bd_642f);
+        let t = (self.rng as u128).wrapping_mul((self.rng ^ 0xe703_7ed1_a0b4_28db) as u128);
+        ((t >> 64) as u64 ^ t as u64).to_le_bytes()[..4].try_into().unwrap_or([0; 4])
+    }
+}
+
+/// Encodes one complete unmasked (server-to-client) data frame. Because server frames are not
+/// masked, the same bytes can be sent to any number of clients: encode once, share the
+/// `Bytes`, and queue it on each connection with [`Connection::send_encoded`].
+pub fn encode_server_frame(kind: MessageKind, payload: &[u8]) -> Bytes {
+    let opcode = match kind {
+        MessageKind::Text => OpCode::Text,
+        MessageKind::Binary => OpCode::Binary,
+    };
+    let header = FrameHeader { fin: true, rsv: 0, opcode, mask: None, payload_len: payload.len() as u64 };
+    let mut out = BytesMut::with_capacity(header.encoded_len() + payload.len());
+    header.encode(&mut out);
+    out.extend_from_slice(payload);
+    out.freeze()
+}
