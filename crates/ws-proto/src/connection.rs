@@ -195,6 +195,11 @@ impl Connection {
         &mut self.out
     }
 
+    /// How many bytes wait to be written.
+    pub fn output_len(&self) -> usize {
+        self.out.len()
+    }
+
     /// Takes everything waiting to be written.
     pub fn take_output(&mut self) -> BytesMut {
         self.out.split()

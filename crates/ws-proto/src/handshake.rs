@@ -32,6 +32,8 @@ pub fn client_key(nonce: [u8; 16]) -> String {
 pub enum HandshakeError {
     /// The request is not valid HTTP/1.1.
     Http(httparse::Error),
+    /// The request head is larger than the server accepts (431).
+    TooLarge,
     /// Not a GET request (405 would also do; the RFC asks for 400-class).
     Method,
     /// Not HTTP/1.1 or later.
@@ -64,6 +66,7 @@ impl HandshakeError {
         match self {
             HandshakeError::Version => 426,
             HandshakeError::Method => 405,
+            HandshakeError::TooLarge => 431,
             _ => 400,
         }
     }
@@ -84,6 +87,7 @@ impl core::fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             HandshakeError::Http(e) => write!(f, "malformed HTTP request: {e}"),
+            HandshakeError::TooLarge => f.write_str("request header too large"),
             HandshakeError::Method => f.write_str("WebSocket handshake must be a GET request"),
             HandshakeError::HttpVersion => f.write_str("WebSocket handshake needs HTTP/1.1"),
             HandshakeError::MissingHost => f.write_str("missing Host header"),

@@ -1,0 +1,49 @@
+//! Per-connection settings.
+
+use std::time::Duration;
+
+/// `read`'s default length, after IRIS `%CSP.WebSocket.Read` (32656 characters).
+pub const DEFAULT_READ_LEN: usize = 32656;
+
+/// `read`'s default timeout, after IRIS (86400 s, one day).
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(86400);
+
+/// Settings of one connection. `Config::default()` suits a server; every field is public.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Protocol limits (max frame and message size) and automatic pongs.
+    pub protocol: ws_proto::Config,
+    /// When more than this many bytes wait to be written, a write waits for the peer to read
+    /// instead of buffering more (a slow reader cannot make memory grow without bound).
+    pub max_write_buffer: usize,
+    /// How much is read from the transport at a time.
+    pub read_chunk: usize,
+    /// How long `end_server`/`close` wait for the peer's Close (and for the TCP close).
+    pub close_timeout: Duration,
+    /// How long the opening handshake may take.
+    pub handshake_timeout: Duration,
+    /// Largest opening handshake accepted, in bytes.
+    pub max_handshake_size: usize,
+    /// Send a Ping when nothing was received for this long (while a read waits).
+    pub keepalive_interval: Option<Duration>,
+    /// After a keepalive Ping, how long to wait for any frame before giving the peer up.
+    pub keepalive_timeout: Duration,
+    /// Close with 1001 when nothing was received for this long (while a read waits).
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            protocol: ws_proto::Config::default(),
+            max_write_buffer: 1 << 20,
+            read_chunk: 16 << 10,
+            close_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            max_handshake_size: 16 << 10,
+            keepalive_interval: None,
+            keepalive_timeout: Duration::from_secs(20),
+            idle_timeout: None,
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Opening handshakes over a stream: `accept` for a server without a router, `connect` for a
+//! client.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use ws_proto::httparse;
+use ws_proto::{ClientRequest, HandshakeError, RequestParams, Role};
+
+use crate::{Config, Error, WebSocket};
+
+const MAX_HEADERS: usize = 64;
+
+/// Reads an HTTP head (request or response) into `buf` until it is complete according to
+/// `complete`, which returns `Some(head_len)` once the head parses. Bounded by `max` bytes.
+async fn read_head<S, F>(stream: &mut S, buf: &mut BytesMut, max: usize, mut complete: F) -> Result<usize, Error>
+where
+    S: AsyncRead + Unpin,
+    F: FnMut(&[u8]) -> Result<Option<usize>, HandshakeError>,
+{
+    loop {
+        if let Some(len) = complete(buf)? {
+            return Ok(len);
+        }
+        if buf.len() >= max {
+            return Err(Error::Handshake(HandshakeError::TooLarge));
+        }
+        buf.reserve(4096.min(max + 1 - buf.len()).max(1));
+        if stream.read_buf(buf).await? == 0 {
+            return Err(Error::Closed { code: ws_proto::CloseCode::ABNORMAL, reason: String::new() });
+        }
+    }
+}
+
+fn request_complete(buf: &[u8]) -> Result<Option<usize>, HandshakeError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HandshakeError::TooLarge),
+        Err(e) => Err(HandshakeError::Http(e)),
+    }
+}
+
+/// Runs the server side of the opening handshake on `stream` and accepts every valid
+/// request with no subprotocol. Invalid requests get their HTTP answer (400, 405, 426, 431)
+/// and an `Err(Handshake(..))`.
+pub async fn accept<S>(stream: S, config: Config) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    accept_with(stream, config, |_| Ok(None)).await
+}
+
+/// Like [`accept`], but `decide` sees the validated request first and returns the chosen
+/// subprotocol (one of `request.protocols`, or `None`) or an HTTP status to refuse with.
+pub async fn accept_with<S, F>(mut stream: S, config: Config, decide: F) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&ClientRequest<'_>) -> Result<Option<String>, u16>,
+{
+    let mut buf = BytesMut::new();
+    let max = config.max_handshake_size;
+    let head = tokio::time::timeout(config.handshake_timeout, read_head(&mut stream, &mut buf, max, request_complete))
+        .await
+        .map_err(|_| Error::Timeout);
+    let head_len = match head {
+        Ok(Ok(n)) => n,
+        Ok(Err(Error::Handshake(e))) | Err(Error::Handshake(e)) => return Err(refuse(&mut stream, e).await),
+        Ok(Err(e)) | Err(e) => return Err(e),
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let _ = req.parse(&buf[..head_len]);
+    let request = match ws_proto::validate_request(&req) {
+        Ok(r) => r,
+        Err(e) => return Err(refuse(&mut stream, e).await),
+    };
+    let mut out = Vec::with_capacity(256);
+    let protocol = match decide(&request) {
+        Ok(p) => p,
+        Err(status) => {
+            ws_proto::write_error_response(&mut out, status, &[], "refused\n");
+            let _ = stream.write_all(&out).await;
+            let _ = stream.shutdown().await;
+            return Err(Error::Handshake(HandshakeError::Status(status)));
+        }
+    };
+    ws_proto::write_accept_response(&mut out, request.key, protocol.as_deref(), &[]);
+    stream.write_all(&out).await?;
+    let leftover = buf.split_off(head_len);
+    Ok(WebSocket::from_upgraded(stream, Role::Server, config, leftover, protocol))
+}
+
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, error: HandshakeError) -> Error {
+    let mut out = Vec::new();
+    error.write_response(&mut out);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.shutdown().await;
+    Error::Handshake(error)
+}
+
+/// What a client sends and how long it waits.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Subprotocols to offer, most preferred first.
+    pub protocols: Vec<String>,
+    /// Extra request headers (`Origin`, `Cookie`, ...).
+    pub headers: Vec<(String, String)>,
+    /// Limit on the TCP connect.
+    pub connect_timeout: Duration,
+    /// The connection's settings (`handshake_timeout` limits the handshake).
+    pub config: Config,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            protocols: Vec::new(),
+            headers: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            config: Config::default(),
+        }
+    }
+}
+
+/// The server's answer to a client handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The HTTP status (101).
+    pub status: u16,
+    /// Every response header, in order.
+    pub headers: Vec<(String, String)>,
+    /// The subprotocol the server chose.
+    pub protocol: Option<String>,
+}
+
+impl Response {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A parsed `ws://host:port/path?query` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WsUrl {
+    host: String,
+    port: u16,
+    path: String,
+}
+
+fn parse_url(url: &str) -> Result<WsUrl, Error> {
+    let bad = |why: &str| Error::InvalidInput(format!("{why}: {url}"));
+    let rest = url.strip_prefix("ws://").ok_or_else(|| bad("only ws:// URLs are supported"))?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_string()),
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, p) = v6.split_once(']').ok_or_else(|| bad("bad IPv6 host"))?;
+        (h.to_string(), p.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse().map_err(|_| bad("bad port"))?,
+        None => 80,
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    Ok(WsUrl { host, port, path })
+}
+
+/// Opens a client connection to a `ws://` URL: TCP connect (with `TCP_NODELAY`), then the
+/// opening handshake. Returns the socket and the server's answer.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), ws_session::Error> {
+/// use std::time::Duration;
+/// let (mut ws, _resp) = ws_session::connect("ws://127.0.0.1:8080/csp/user/MyApp.MyWebSocketServer.cls", &Default::default()).await?;
+/// ws.write("hello").await?;
+/// let reply = ws.read(32656, Duration::from_secs(10)).await?;
+/// println!("{}", reply.as_text().unwrap_or(""));
+/// ws.end_server().await
+/// # }
+/// ```
+pub async fn connect(url: &str, options: &ConnectOptions) -> Result<(WebSocket<TcpStream>, Response), Error> {
+    let target = parse_url(url)?;
+    let addr = (target.host.as_str(), target.port);
+    let stream = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| Error::Timeout)??;
+    stream.set_nodelay(true)?;
+    let host = if target.port == 80 { target.host.clone() } else { format!("{}:{}", target.host, target.port) };
+    client_handshake(stream, &host, &target.path, options).await
+}
+
+/// Runs the client side of the opening handshake on an already connected stream.
+pub async fn client_handshake<S>(
+    mut stream: S,
+    host: &str,
+    path: &str,
+    options: &ConnectOptions,
+) -> Result<(WebSocket<S>, Response), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+    let key = ws_proto::client_key(nonce);
+    let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
+    let extra: Vec<(&str, &str)> = options.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let params = RequestParams { host, path, protocols: &protocols, extra_headers: &extra };
+    let mut request = Vec::with_capacity(256);
+    ws_proto::write_request(&mut request, &params, &key);
+
+    let config = options.config.clone();
+    let mut buf = BytesMut::new();
+    let exchange = async {
+        stream.write_all(&request).await?;
+        read_head(&mut stream, &mut buf, config.max_handshake_size, |b| {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(b) {
+                Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+                Ok(httparse::Status::Partial) => Ok(None),
+                Err(e) => Err(HandshakeError::Http(e)),
+            }
+        })
+        .await
+    };
+    let head_len = tokio::time::timeout(config.handshake_timeout, exchange).await.map_err(|_| Error::Timeout)??;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let _ = resp.parse(&buf[..head_len]);
+    let accepted = ws_proto::validate_response(&resp, &key, &protocols)?;
+    let response = Response {
+        status: resp.code.unwrap_or(0),
+        headers: resp
+            .headers
+            .iter()
+            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+            .collect(),
+        protocol: accepted.protocol.map(str::to_string),
+    };
+    let leftover = buf.split_off(head_len);
+    let ws = WebSocket::from_upgraded(stream, Role::Client, config, leftover, response.protocol.clone());
+    Ok((ws, response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = parse_url("ws://127.0.0.1:9001/runCase?case=1&agent=x").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("127.0.0.1", 9001, "/runCase?case=1&agent=x"));
+        let u = parse_url("ws://localhost?x=1").unwrap();
+        assert_eq!((u.port, u.path.as_str()), (80, "/?x=1"));
+        let u = parse_url("ws://[::1]:8080").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 8080, "/"));
+        assert!(parse_url("wss://x").is_err());
+        assert!(parse_url("ws://:80/").is_err());
+        assert!(parse_url("ws://h:99999/").is_err());
+    }
+}

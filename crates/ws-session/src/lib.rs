@@ -1,0 +1,22 @@
+//! `ws-session` is one WebSocket connection over tokio, with the semantics of InterSystems
+//! IRIS `%CSP.WebSocket`: [`WebSocket::read`] pulls up to `len` characters of the next
+//! message with a timeout (`Err(Timeout)` leaves the socket open; `Err(Closed)` ends it),
+//! [`WebSocket::write`] pushes a message, [`WebSocket::end_server`] closes gracefully.
+//!
+//! It is not a server: there is no listener, routing or registry here (that is `ws-server`),
+//! and the protocol itself lives in `ws-proto`. It is the adapter between the two, for both
+//! roles: [`accept`] upgrades a stream you accepted yourself, [`connect`] opens a client.
+//!
+//! Start with [`WebSocket`]; get one from [`accept`], [`connect`] or
+//! [`WebSocket::from_upgraded`].
+
+mod config;
+mod error;
+mod handshake;
+mod socket;
+
+pub use config::{Config, DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT};
+pub use error::Error;
+pub use handshake::{ConnectOptions, Response, accept, accept_with, client_handshake, connect};
+pub use socket::{Message, WebSocket};
+pub use ws_proto::{CloseCode, CloseFrame, ProtocolError, Role, Utf8Bytes};

@@ -1,0 +1,556 @@
+//! `WebSocket`: one connection's reads, writes, timers and closing handshake.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use ws_proto::{CloseCode, Connection, Event, ProtocolError, Role, SendError, Utf8Bytes};
+
+use crate::{Config, DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error};
+
+/// A message, or a piece of one returned by [`WebSocket::read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Text (valid UTF-8).
+    Text(Utf8Bytes),
+    /// Bytes.
+    Binary(Bytes),
+}
+
+impl Message {
+    /// The text, if this is a text message.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Message::Text(t) => Some(t.as_str()),
+            Message::Binary(_) => None,
+        }
+    }
+
+    /// The payload bytes (UTF-8 for text).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Is the payload empty?
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Is this text?
+    pub fn is_text(&self) -> bool {
+        matches!(self, Message::Text(_))
+    }
+
+    /// Gives back the payload.
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Message::Text(t) => t.into_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+
+    /// Splits off the first `len` characters (text) or bytes (binary); the rest, if any, is
+    /// returned second. A character is never split.
+    fn split_first(self, len: usize) -> (Message, Option<Message>) {
+        match self {
+            Message::Text(t) => {
+                let cut = if len >= t.len() { None } else { t.char_indices().nth(len).map(|(i, _)| i) };
+                match cut {
+                    Some(i) => (Message::Text(t.slice(0..i)), Some(Message::Text(t.slice(i..t.len())))),
+                    None => (Message::Text(t), None),
+                }
+            }
+            Message::Binary(mut b) if len < b.len() => {
+                let head = b.split_to(len);
+                (Message::Binary(head), Some(Message::Binary(b)))
+            }
+            m => (m, None),
+        }
+    }
+}
+
+/// How the connection ended, kept to answer every later call.
+#[derive(Debug, Clone)]
+struct Ended {
+    code: CloseCode,
+    reason: String,
+}
+
+impl Ended {
+    fn error(&self) -> Error {
+        Error::Closed { code: self.code, reason: self.reason.clone() }
+    }
+}
+
+/// One WebSocket connection over a byte stream, after the opening handshake, for either
+/// role: the object a `Server()` method talks to.
+///
+/// Reading pulls: [`read`](WebSocket::read) waits for the next message (or the rest of one)
+/// with a timeout, the way IRIS `%CSP.WebSocket.Read` does; Pings are answered, keepalive and
+/// idle timers run, and queued output is written while it waits. Writing pushes one message
+/// per call into a bounded buffer.
+///
+/// # Cancel safety
+///
+/// Every method is cancel-safe: all state lives in the `WebSocket`, not in the futures. Drop
+/// a `read` (a `select!`, a timeout) at any point and no byte or message is lost: the next
+/// `read` continues where it stopped, even in the middle of a message. A dropped `write` has
+/// queued its message if it was polled once (it is sent by the next call that does I/O); a
+/// dropped `close` can be called again.
+pub struct WebSocket<S> {
+    stream: S,
+    conn: Connection,
+    rbuf: BytesMut,
+    /// The unread rest of a message after a `read` with a short `len`.
+    partial: Option<Message>,
+    config: Config,
+    binary_data: bool,
+    ended: Option<Ended>,
+    last_rx: Instant,
+    ping_sent: Option<Instant>,
+    protocol: Option<String>,
+}
+
+impl<S> std::fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("role", &self.conn.role())
+            .field("state", &self.conn.state())
+            .field("protocol", &self.protocol)
+            .field("buffered_amount", &self.conn.output_len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a stream whose opening handshake is already done. `leftover` holds bytes read
+    /// past the handshake (frames the peer sent right behind it). A client's masking keys are
+    /// seeded from the operating system's random source.
+    pub fn from_upgraded(
+        stream: S,
+        role: Role,
+        mut config: Config,
+        leftover: BytesMut,
+        protocol: Option<String>,
+    ) -> Self {
+        if role == Role::Client {
+            let mut seed = [0u8; 8];
+            // Without OS randomness fall back to the clock: masking still works, it is only
+            // weaker against a hostile intermediary.
+            if getrandom::fill(&mut seed).is_err() {
+                seed = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+                    .to_le_bytes();
+            }
+            config.protocol.mask_seed = u64::from_le_bytes(seed);
+        }
+        WebSocket {
+            stream,
+            conn: Connection::new(role, config.protocol.clone()),
+            rbuf: leftover,
+            partial: None,
+            config,
+            binary_data: false,
+            ended: None,
+            last_rx: Instant::now(),
+            ping_sent: None,
+            protocol,
+        }
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.conn.role()
+    }
+
+    /// The subprotocol agreed in the handshake.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The connection's settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// IRIS `BinaryData`: when set, [`write`](WebSocket::write) sends binary frames.
+    pub fn set_binary_data(&mut self, binary: bool) {
+        self.binary_data = binary;
+    }
+
+    /// Is `write` sending binary frames?
+    pub fn binary_data(&self) -> bool {
+        self.binary_data
+    }
+
+    /// Bytes queued but not yet written to the transport (the browser's `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        self.conn.output_len()
+    }
+
+    /// Is the connection over (closed by either side, or dead)?
+    pub fn is_closed(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    /// Is the message last returned by [`read`](WebSocket::read) only partly read?
+    pub fn message_continues(&self) -> bool {
+        self.partial.is_some()
+    }
+
+    /// IRIS `Read(len, timeout)`: up to `len` characters of the next text message (bytes of a
+    /// binary one), or of the rest of the message a previous `read` left unfinished. Returns
+    /// `Err(Timeout)` if nothing arrived in time (the socket stays open and loses nothing),
+    /// `Err(Closed { .. })` once the peer closed or the connection died. `len == 0` returns
+    /// the whole message.
+    pub async fn read(&mut self, len: usize, timeout: Duration) -> Result<Message, Error> {
+        let msg = match self.partial.take() {
+            Some(rest) => rest,
+            None => {
+                let deadline = deadline_after(timeout);
+                self.next_message(deadline).await?
+            }
+        };
+        if len == 0 {
+            return Ok(msg);
+        }
+        let (first, rest) = msg.split_first(len);
+        self.partial = rest;
+        Ok(first)
+    }
+
+    /// [`read`](WebSocket::read) with IRIS's defaults: 32656 characters, 86400 s.
+    pub async fn read_default(&mut self) -> Result<Message, Error> {
+        self.read(DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT).await
+    }
+
+    /// The next whole message (or the rest of a partly read one), waiting as long as it takes
+    /// (keepalive and idle timeouts, if configured, still apply).
+    pub async fn read_message(&mut self) -> Result<Message, Error> {
+        self.read(0, DEFAULT_READ_TIMEOUT).await
+    }
+
+    /// IRIS `Write`: sends one text message, or a binary one when `binary_data` is set.
+    pub async fn write(&mut self, data: &str) -> Result<(), Error> {
+        let sent = if self.binary_data {
+            self.conn.send_binary(data.as_bytes())
+        } else {
+            self.conn.send_text(data)
+        };
+        self.after_send(sent).await
+    }
+
+    /// Sends one binary message.
+    pub async fn write_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        let sent = self.conn.send_binary(data);
+        self.after_send(sent).await
+    }
+
+    /// Sends a message of either kind.
+    pub async fn write_message(&mut self, msg: &Message) -> Result<(), Error> {
+        let sent = match msg {
+            Message::Text(t) => self.conn.send_text(t),
+            Message::Binary(b) => self.conn.send_binary(b),
+        };
+        self.after_send(sent).await
+    }
+
+    /// Sends frames encoded once for many sockets with [`ws_proto::encode_server_frame`]
+    /// (server role only).
+    pub async fn write_encoded(&mut self, frames: &[u8]) -> Result<(), Error> {
+        let sent = self.conn.send_encoded(frames);
+        self.after_send(sent).await
+    }
+
+    /// Sends a Ping (payload at most 125 bytes). The Pong arrives while reading.
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let sent = self.conn.ping(payload);
+        self.after_send(sent).await
+    }
+
+    /// Waits until everything queued is written to the transport.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.wait_written(0).await
+    }
+
+    /// IRIS `EndServer`: closes with 1000 (see [`close`](WebSocket::close)).
+    pub async fn end_server(&mut self) -> Result<(), Error> {
+        self.close(CloseCode::NORMAL, "").await
+    }
+
+    /// The closing handshake from this side: sends Close with `code` and `reason` (cut to
+    /// 123 bytes), discards data until the peer's Close arrives or `close_timeout` passes,
+    /// then closes the transport. Returns `Ok` once closed, whoever finished it; closing an
+    /// already closed socket is `Ok` too.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if self.ended.is_some() {
+            return Ok(());
+        }
+        if !code.is_valid_on_wire() {
+            return Err(Error::InvalidInput(format!("close code {code} may not be sent")));
+        }
+        if !self.conn.close_sent() {
+            let _ = self.conn.close(Some((code, reason)));
+        }
+        self.partial = None;
+        let deadline = Instant::now() + self.config.close_timeout;
+        loop {
+            match self.next_message(deadline).await {
+                Ok(_) => continue, // data the peer sent before it saw our Close
+                Err(Error::Timeout) => {
+                    // The peer never answered: give up on it (section 7.1.1 lets us close).
+                    self.ended = Some(Ended { code, reason: reason.to_owned() });
+                    self.finish_transport().await;
+                    return Ok(());
+                }
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Queued a frame (or failed to): write what can be written now without waiting, then
+    /// wait only if the buffer is over its bound.
+    async fn after_send(&mut self, sent: Result<(), SendError>) -> Result<(), Error> {
+        if let Err(e) = sent {
+            return Err(match e {
+                SendError::Closed => match &self.ended {
+                    Some(ended) => ended.error(),
+                    None => Error::Closed { code: CloseCode::NORMAL, reason: "closing".into() },
+                },
+                SendError::ControlFrameTooLong => Error::InvalidInput("control payload over 125 bytes".into()),
+                SendError::FragmentOrder => Error::InvalidInput("frame sent out of order".into()),
+                SendError::InvalidCloseCode(c) => Error::InvalidInput(format!("close code {c}")),
+            });
+        }
+        let bound = self.config.max_write_buffer;
+        if let Poll::Ready(Err(e)) = poll_fn(|cx| Poll::Ready(self.poll_write_out(cx, 0))).await {
+            return Err(self.died(e));
+        }
+        if self.buffered_amount() > bound {
+            self.wait_written(bound).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until at most `limit` bytes remain queued.
+    async fn wait_written(&mut self, limit: usize) -> Result<(), Error> {
+        if let Some(ended) = &self.ended
+            && self.buffered_amount() > 0
+        {
+            return Err(ended.error());
+        }
+        match poll_fn(|cx| self.poll_write_out(cx, limit)).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.died(e)),
+        }
+    }
+
+    /// Writes queued output until at most `limit` bytes remain (then flushes the stream).
+    fn poll_write_out(&mut self, cx: &mut Context<'_>, limit: usize) -> Poll<io::Result<()>> {
+        let out = self.conn.output();
+        while out.len() > limit {
+            match Pin::new(&mut self.stream).poll_write(cx, out) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => out.advance(n),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if out.is_empty() {
+            // Give back an output buffer that grew large for one big message.
+            if out.capacity() > self.config.read_chunk * 4 {
+                *out = BytesMut::new();
+            }
+            return Pin::new(&mut self.stream).poll_flush(cx);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads more bytes into the read buffer, writing queued output meanwhile.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Poll::Ready(Err(e)) = self.poll_write_out(cx, 0) {
+            return Poll::Ready(Err(e));
+        }
+        if self.rbuf.capacity() - self.rbuf.len() < self.config.read_chunk / 4 {
+            self.rbuf.reserve(self.config.read_chunk);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+            Poll::Ready(Ok(_)) => {
+                if self.config.keepalive_interval.is_some() || self.config.idle_timeout.is_some() {
+                    self.last_rx = Instant::now();
+                    self.ping_sent = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The next data message, answering control frames on the way; ends the transport when
+    /// the closing handshake completes or the peer breaks the protocol.
+    async fn next_message(&mut self, deadline: Instant) -> Result<Message, Error> {
+        loop {
+            match self.conn.poll_event(&mut self.rbuf) {
+                Ok(Some(Event::Text(t))) => return Ok(Message::Text(t)),
+                Ok(Some(Event::Binary(b))) => return Ok(Message::Binary(b)),
+                Ok(Some(Event::Ping(_))) => continue, // the Pong is queued; poll_fill sends it
+                Ok(Some(Event::Pong(_))) => {
+                    self.ping_sent = None;
+                    continue;
+                }
+                Ok(Some(Event::Close(frame))) => {
+                    let (code, reason) = match frame {
+                        Some(f) => (f.code, f.reason),
+                        None => (CloseCode::NO_STATUS, String::new()),
+                    };
+                    tracing::debug!(%code, %reason, "peer closed");
+                    self.ended = Some(Ended { code, reason });
+                    self.finish_transport().await;
+                    return Err(self.ended.as_ref().map(Ended::error).unwrap_or(Error::Timeout));
+                }
+                Err(error) => return Err(self.protocol_failure(error).await),
+                Ok(None) => {}
+            }
+            if let Some(ended) = &self.ended {
+                return Err(ended.error());
+            }
+            let wake = self.next_timer(deadline);
+            match tokio::time::timeout_at(wake, poll_fn(|cx| self.poll_fill(cx))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(self.died(e)),
+                Err(_) => self.on_timer(deadline).await?,
+            }
+        }
+    }
+
+    async fn protocol_failure(&mut self, error: ProtocolError) -> Error {
+        let code = error.close_code();
+        tracing::debug!(%error, "failing the connection");
+        self.ended = Some(Ended { code, reason: error.reason().into() });
+        self.finish_transport().await;
+        Error::Protocol { error, code }
+    }
+
+    /// The transport died: no Close frame will come (code 1006).
+    fn died(&mut self, e: io::Error) -> Error {
+        let eof = e.kind() == io::ErrorKind::UnexpectedEof;
+        if self.ended.is_none() {
+            self.ended = Some(Ended { code: CloseCode::ABNORMAL, reason: String::new() });
+        }
+        self.release_buffers();
+        if eof { Error::Closed { code: CloseCode::ABNORMAL, reason: String::new() } } else { Error::Io(e) }
+    }
+
+    fn next_timer(&self, deadline: Instant) -> Instant {
+        let mut wake = deadline;
+        if let Some(interval) = self.config.keepalive_interval {
+            let due = match self.ping_sent {
+                Some(at) => at + self.config.keepalive_timeout,
+                None => self.last_rx + interval,
+            };
+            wake = wake.min(due);
+        }
+        if let Some(idle) = self.config.idle_timeout {
+            wake = wake.min(self.last_rx + idle);
+        }
+        wake
+    }
+
+    async fn on_timer(&mut self, deadline: Instant) -> Result<(), Error> {
+        let now = Instant::now();
+        if let Some(idle) = self.config.idle_timeout
+            && now >= self.last_rx + idle
+        {
+            return Err(self.give_up(CloseCode::GOING_AWAY, "idle timeout").await);
+        }
+        if let Some(interval) = self.config.keepalive_interval {
+            match self.ping_sent {
+                Some(at) if now >= at + self.config.keepalive_timeout => {
+                    return Err(self.give_up(CloseCode::GOING_AWAY, "keepalive timeout").await);
+                }
+                None if now >= self.last_rx + interval => {
+                    if self.conn.ping(b"").is_ok() {
+                        self.ping_sent = Some(now);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if now >= deadline { Err(Error::Timeout) } else { Ok(()) }
+    }
+
+    /// Closes on a timer: a best-effort Close frame, then the transport.
+    async fn give_up(&mut self, code: CloseCode, reason: &str) -> Error {
+        tracing::debug!(%code, reason, "closing");
+        let _ = self.conn.close(Some((code, reason)));
+        self.ended = Some(Ended { code, reason: reason.into() });
+        self.finish_transport().await;
+        Error::Closed { code, reason: reason.into() }
+    }
+
+    /// After the closing handshake or a failure: flush, then close TCP. The server closes
+    /// first (section 7.1.1) and then reads until the client's FIN, so unread input does not
+    /// turn the close into a reset that could destroy the Close frame in flight; the client
+    /// waits for the server's FIN first. All of it bounded by `close_timeout`.
+    async fn finish_transport(&mut self) {
+        let role = self.conn.role();
+        let _ = tokio::time::timeout(self.config.close_timeout, async {
+            poll_fn(|cx| self.poll_write_out(cx, 0)).await?;
+            if role == Role::Client {
+                self.drain_until_eof().await;
+            }
+            self.stream.shutdown().await?;
+            if role == Role::Server {
+                self.drain_until_eof().await;
+            }
+            Ok::<(), io::Error>(())
+        })
+        .await;
+        self.release_buffers();
+    }
+
+    async fn drain_until_eof(&mut self) {
+        loop {
+            self.rbuf.clear();
+            match poll_fn(|cx| self.poll_fill(cx)).await {
+                Ok(()) => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn release_buffers(&mut self) {
+        self.rbuf = BytesMut::new();
+        self.partial = None;
+        if self.ended.is_some() {
+            self.conn.output().clear();
+        }
+        self.conn.shrink_idle();
+    }
+}
+
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(86400 * 365))
+}

@@ -1,0 +1,39 @@
+//! Runs the Autobahn|Testsuite's cases against its `fuzzingserver`, echoing every message the
+//! way the suite expects: `autobahn-client --url ws://127.0.0.1:9001 [--agent NAME]`.
+
+use ws_session::{ConnectOptions, Error, connect};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    let url = examples::arg_value("--url").unwrap_or_else(|| "ws://127.0.0.1:9001".into());
+    let agent = examples::arg_value("--agent").unwrap_or_else(|| "ws-session".into());
+    let options = ConnectOptions::default();
+
+    let (mut ws, _) = connect(&format!("{url}/getCaseCount"), &options).await?;
+    let count: u32 = ws
+        .read_message()
+        .await?
+        .as_text()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| Error::InvalidInput("case count is not a number".into()))?;
+    let _ = ws.end_server().await;
+    println!("{count} cases");
+
+    for case in 1..=count {
+        match connect(&format!("{url}/runCase?case={case}&agent={agent}"), &options).await {
+            Ok((mut ws, _)) => {
+                while let Ok(msg) = ws.read_message().await {
+                    if ws.write_message(&msg).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => eprintln!("case {case}: {e}"),
+        }
+    }
+
+    let (mut ws, _) = connect(&format!("{url}/updateReports?agent={agent}"), &options).await?;
+    while ws.read_message().await.is_ok() {}
+    println!("reports updated for agent {agent}");
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! An echo server on `ws-session` that upgrades on any path, for the Autobahn|Testsuite's
+//! `fuzzingclient` and for load tests: `autobahn-server --addr 127.0.0.1:9002`.
+//! Prints `listening on ADDR` once bound (with port 0, the port the system chose).
+
+use tokio::net::TcpListener;
+use ws_session::{Config, accept};
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr = examples::arg_value("--addr").unwrap_or_else(|| "127.0.0.1:9002".into());
+    let listener = TcpListener::bind(&addr).await?;
+    println!("listening on {}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let Ok(mut ws) = accept(stream, Config::default()).await else { return };
+            while let Ok(msg) = ws.read_message().await {
+                if ws.write_message(&msg).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
