@@ -343,9 +343,10 @@ impl Connection {
     fn on_close(&mut self, payload: &[u8]) -> Result<Event, ProtocolError> {
         let frame = parse_close_payload(payload).map_err(|e| self.fail(e))?;
         if !self.close_sent {
-            // Echo the status code back (section 5.5.1).
+            // Echo the status code back (section 5.5.1), and the reason with it, so the peer
+            // can see its Close arrived intact.
             let mut body = BytesMut::new();
-            encode_close_payload(frame.as_ref().map(|f| (f.code, "")), &mut body);
+            encode_close_payload(frame.as_ref().map(|f| (f.code, f.reason.as_str())), &mut body);
             self.write_frame(OpCode::Close, true, &body);
             self.close_sent = true;
         }

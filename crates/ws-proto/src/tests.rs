@@ -233,7 +233,7 @@ fn closing_handshake_initiated_by_peer() {
     let got = events(&mut s, &wire).unwrap();
     assert_eq!(got, [Event::Close(Some(CloseFrame { code: CloseCode(4001), reason: "bye".into() }))]);
     assert_eq!(s.state(), State::Closed);
-    assert_eq!(&s.take_output()[..], [0x88, 0x02, 0x0F, 0xA1]);
+    assert_eq!(&s.take_output()[..], [0x88, 0x05, 0x0F, 0xA1, b'b', b'y', b'e']);
     assert_eq!(s.send_text("late"), Err(SendError::Closed));
 }
 

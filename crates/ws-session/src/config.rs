@@ -20,6 +20,10 @@ pub struct Config {
     pub read_chunk: usize,
     /// How long `end_server`/`close` wait for the peer's Close (and for the TCP close).
     pub close_timeout: Duration,
+    /// After the server closes TCP, how long it keeps reading (and discarding) until the
+    /// client's FIN, so that unread input does not turn the close into a reset that could
+    /// destroy the Close frame in flight.
+    pub linger_timeout: Duration,
     /// How long the opening handshake may take.
     pub handshake_timeout: Duration,
     /// Largest opening handshake accepted, in bytes.
@@ -39,6 +43,7 @@ impl Default for Config {
             max_write_buffer: 1 << 20,
             read_chunk: 16 << 10,
             close_timeout: Duration::from_secs(5),
+            linger_timeout: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(10),
             max_handshake_size: 16 << 10,
             keepalive_interval: None,

@@ -15,7 +15,12 @@ const MAX_HEADERS: usize = 64;
 
 /// Reads an HTTP head (request or response) into `buf` until it is complete according to
 /// `complete`, which returns `Some(head_len)` once the head parses. Bounded by `max` bytes.
-async fn read_head<S, F>(stream: &mut S, buf: &mut BytesMut, max: usize, mut complete: F) -> Result<usize, Error>
+async fn read_head<S, F>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    max: usize,
+    mut complete: F,
+) -> Result<usize, Error>
 where
     S: AsyncRead + Unpin,
     F: FnMut(&[u8]) -> Result<Option<usize>, HandshakeError>,
@@ -64,9 +69,12 @@ where
 {
     let mut buf = BytesMut::new();
     let max = config.max_handshake_size;
-    let head = tokio::time::timeout(config.handshake_timeout, read_head(&mut stream, &mut buf, max, request_complete))
-        .await
-        .map_err(|_| Error::Timeout);
+    let head = tokio::time::timeout(
+        config.handshake_timeout,
+        read_head(&mut stream, &mut buf, max, request_complete),
+    )
+    .await
+    .map_err(|_| Error::Timeout);
     let head_len = match head {
         Ok(Ok(n)) => n,
         Ok(Err(Error::Handshake(e))) | Err(Error::Handshake(e)) => return Err(refuse(&mut stream, e).await),
@@ -200,7 +208,8 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<(WebSocket<T
         .await
         .map_err(|_| Error::Timeout)??;
     stream.set_nodelay(true)?;
-    let host = if target.port == 80 { target.host.clone() } else { format!("{}:{}", target.host, target.port) };
+    let host =
+        if target.port == 80 { target.host.clone() } else { format!("{}:{}", target.host, target.port) };
     client_handshake(stream, &host, &target.path, options).await
 }
 
@@ -238,7 +247,8 @@ where
         })
         .await
     };
-    let head_len = tokio::time::timeout(config.handshake_timeout, exchange).await.map_err(|_| Error::Timeout)??;
+    let head_len =
+        tokio::time::timeout(config.handshake_timeout, exchange).await.map_err(|_| Error::Timeout)??;
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let _ = resp.parse(&buf[..head_len]);
@@ -264,7 +274,10 @@ mod tests {
     #[test]
     fn urls() {
         let u = parse_url("ws://127.0.0.1:9001/runCase?case=1&agent=x").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("127.0.0.1", 9001, "/runCase?case=1&agent=x"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 9001, "/runCase?case=1&agent=x")
+        );
         let u = parse_url("ws://localhost?x=1").unwrap();
         assert_eq!((u.port, u.path.as_str()), (80, "/?x=1"));
         let u = parse_url("ws://[::1]:8080").unwrap();

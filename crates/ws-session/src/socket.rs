@@ -251,11 +251,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// IRIS `Write`: sends one text message, or a binary one when `binary_data` is set.
     pub async fn write(&mut self, data: &str) -> Result<(), Error> {
-        let sent = if self.binary_data {
-            self.conn.send_binary(data.as_bytes())
-        } else {
-            self.conn.send_text(data)
-        };
+        let sent =
+            if self.binary_data { self.conn.send_binary(data.as_bytes()) } else { self.conn.send_text(data) };
         self.after_send(sent).await
     }
 
@@ -336,7 +333,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     Some(ended) => ended.error(),
                     None => Error::Closed { code: CloseCode::NORMAL, reason: "closing".into() },
                 },
-                SendError::ControlFrameTooLong => Error::InvalidInput("control payload over 125 bytes".into()),
+                SendError::ControlFrameTooLong => {
+                    Error::InvalidInput("control payload over 125 bytes".into())
+                }
                 SendError::FragmentOrder => Error::InvalidInput("frame sent out of order".into()),
                 SendError::InvalidCloseCode(c) => Error::InvalidInput(format!("close code {c}")),
             });
@@ -489,10 +488,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Some(at) if now >= at + self.config.keepalive_timeout => {
                     return Err(self.give_up(CloseCode::GOING_AWAY, "keepalive timeout").await);
                 }
-                None if now >= self.last_rx + interval => {
-                    if self.conn.ping(b"").is_ok() {
-                        self.ping_sent = Some(now);
-                    }
+                None if now >= self.last_rx + interval && self.conn.ping(b"").is_ok() => {
+                    self.ping_sent = Some(now);
                 }
                 _ => {}
             }
@@ -510,9 +507,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// After the closing handshake or a failure: flush, then close TCP. The server closes
-    /// first (section 7.1.1) and then reads until the client's FIN, so unread input does not
-    /// turn the close into a reset that could destroy the Close frame in flight; the client
-    /// waits for the server's FIN first. All of it bounded by `close_timeout`.
+    /// first (section 7.1.1) and then reads until the client's FIN (bounded by
+    /// `linger_timeout`), so unread input does not turn the close into a reset that could
+    /// destroy the Close frame in flight; the client waits for the server's FIN first
+    /// (bounded by `close_timeout`).
     async fn finish_transport(&mut self) {
         let role = self.conn.role();
         let _ = tokio::time::timeout(self.config.close_timeout, async {
@@ -520,13 +518,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if role == Role::Client {
                 self.drain_until_eof().await;
             }
-            self.stream.shutdown().await?;
-            if role == Role::Server {
-                self.drain_until_eof().await;
-            }
-            Ok::<(), io::Error>(())
+            self.stream.shutdown().await
         })
         .await;
+        if role == Role::Server {
+            let _ = tokio::time::timeout(self.config.linger_timeout, self.drain_until_eof()).await;
+        }
         self.release_buffers();
     }
 

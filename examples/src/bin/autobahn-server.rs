@@ -3,7 +3,7 @@
 //! Prints `listening on ADDR` once bound (with port 0, the port the system chose).
 
 use tokio::net::TcpListener;
-use ws_session::{Config, accept};
+use ws_session::{Config, Error, accept};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -15,9 +15,20 @@ async fn main() -> std::io::Result<()> {
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let Ok(mut ws) = accept(stream, Config::default()).await else { return };
-            while let Ok(msg) = ws.read_message().await {
-                if ws.write_message(&msg).await.is_err() {
-                    break;
+            loop {
+                match ws.read_message().await {
+                    Ok(msg) => {
+                        if ws.write_message(&msg).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        // Interop tests read this line to check the peer's Close arrived intact.
+                        if let Error::Closed { code, reason } = &e {
+                            println!("closed by peer: code={code} reason={reason:?}");
+                        }
+                        break;
+                    }
                 }
             }
         });
