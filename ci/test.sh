@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The project's test command (README: "Run the tests"). Every step must pass.
+# Tools it expects (.ci/run installs them): rustfmt/clippy, the nightly toolchain with
+# cargo-fuzz, Autobahn's wstest ($AUTOBAHN_VENV), Python with `websockets` ($INTEROP_PYTHON),
+# Node with `ws` (ci/interop/node_modules).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==== %s\n' "$*"; }
+started=$(date +%s)
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "ws-proto builds as no_std (+alloc)"
+cargo build -p ws-proto --no-default-features
+
+step "benches compile"
+cargo bench --workspace --no-run
+
+step "Autobahn|Testsuite: server and client"
+bash ci/autobahn.sh both
+
+step "Interop: Python websockets and Node ws against autobahn-server"
+bash ci/interop.sh
+
+step "Fuzz smoke (${FUZZ_SECONDS:-30} s per target)"
+bash ci/fuzz-smoke.sh
+
+printf '\nall test steps passed in %d s\n' "$(( $(date +%s) - started ))"
