@@ -63,8 +63,8 @@ impl Message {
     }
 
     /// Splits off the first `len` characters (text) or bytes (binary); the rest, if any, is
-    /// returned second. A character is never split.
-    fn split_first(self, len: usize) -> (Message, Option<Message>) {
+    /// returned second. A character is never split. This is how `read(len, ..)` cuts a message.
+    pub fn split_first(self, len: usize) -> (Message, Option<Message>) {
         match self {
             Message::Text(t) => {
                 let cut = if len >= t.len() { None } else { t.char_indices().nth(len).map(|(i, _)| i) };
@@ -210,6 +210,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Is the connection over (closed by either side, or dead)?
     pub fn is_closed(&self) -> bool {
         self.ended.is_some()
+    }
+
+    /// How the connection ended, once it has: the close code and reason (the peer's, or this
+    /// end's if the peer never answered; 1006 if it died).
+    pub fn close_info(&self) -> Option<(CloseCode, &str)> {
+        self.ended.as_ref().map(|e| (e.code, e.reason.as_str()))
     }
 
     /// Is the message last returned by [`read`](WebSocket::read) only partly read?

@@ -1,0 +1,247 @@
+//! `Connection`: what a server class's `server` method talks to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use ws_proto::CloseCode;
+use ws_session::{DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message, WebSocket};
+
+use crate::mailbox::{Command, Mailbox};
+use crate::{Registry, SharedHandle, WebSocketId};
+
+enum Kind {
+    /// Owned by this task: reads and writes go straight to the stream.
+    Dedicated { ws: WebSocket<TcpStream>, mailbox: Arc<Mailbox> },
+    /// Driven by the socket's own task, reached through a handle.
+    Shared(SharedHandle),
+}
+
+/// One client's socket as its `server` method sees it: IRIS `Read`, `Write`, `BinaryData`,
+/// `EndServer`, `WebSocketID` and `SessionId`.
+///
+/// A dedicated socket (the default) is owned by the `server` task, with no channel between
+/// it and the stream. While `read` waits it also delivers what other tasks sent this socket
+/// (broadcasts, room messages) and acts on a server shutdown.
+pub struct Connection {
+    id: WebSocketId,
+    session_id: Arc<str>,
+    registry: Registry,
+    binary_data: bool,
+    kind: Kind,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("id", &self.id).field("shared", &self.is_shared()).finish()
+    }
+}
+
+impl Connection {
+    pub(crate) fn dedicated(
+        id: WebSocketId,
+        session_id: Arc<str>,
+        registry: Registry,
+        ws: WebSocket<TcpStream>,
+        mailbox: Arc<Mailbox>,
+    ) -> Self {
+        Connection { id, session_id, registry, binary_data: false, kind: Kind::Dedicated { ws, mailbox } }
+    }
+
+    pub(crate) fn shared(
+        id: WebSocketId,
+        session_id: Arc<str>,
+        registry: Registry,
+        handle: SharedHandle,
+    ) -> Self {
+        Connection { id, session_id, registry, binary_data: false, kind: Kind::Shared(handle) }
+    }
+
+    /// IRIS `WebSocketID`: this socket's unique id.
+    pub fn web_socket_id(&self) -> WebSocketId {
+        self.id
+    }
+
+    /// IRIS `SessionId`: the hosting HTTP session's id (from the session cookie).
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// The server's registry: other sockets, rooms, broadcast.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Was this socket made shared in `on_pre_server`?
+    pub fn is_shared(&self) -> bool {
+        matches!(self.kind, Kind::Shared(_))
+    }
+
+    /// The subprotocol agreed in the handshake (dedicated sockets).
+    pub fn protocol(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Dedicated { ws, .. } => ws.protocol(),
+            Kind::Shared(_) => None,
+        }
+    }
+
+    /// IRIS `BinaryData`: when set, `write` sends binary frames.
+    pub fn set_binary_data(&mut self, binary: bool) {
+        self.binary_data = binary;
+        if let Kind::Dedicated { ws, .. } = &mut self.kind {
+            ws.set_binary_data(binary);
+        }
+    }
+
+    /// Is `write` sending binary frames?
+    pub fn binary_data(&self) -> bool {
+        self.binary_data
+    }
+
+    /// Bytes queued but not yet written (dedicated sockets; 0 for shared ones).
+    pub fn buffered_amount(&self) -> usize {
+        match &self.kind {
+            Kind::Dedicated { ws, .. } => ws.buffered_amount(),
+            Kind::Shared(_) => 0,
+        }
+    }
+
+    /// Has the socket closed?
+    pub fn is_closed(&self) -> bool {
+        match &self.kind {
+            Kind::Dedicated { ws, .. } => ws.is_closed(),
+            Kind::Shared(h) => h.is_closed(),
+        }
+    }
+
+    /// IRIS `Read(len, timeout)`: up to `len` characters of the next message (bytes for
+    /// binary; the rest comes with the next reads), `Err(Timeout)` if nothing came in time
+    /// (the socket stays open), `Err(Closed { .. })` once it is closed. Cancel-safe.
+    pub async fn read(&mut self, len: usize, timeout: Duration) -> Result<Message, Error> {
+        let (ws, mailbox) = match &mut self.kind {
+            Kind::Shared(h) => return h.read(len, timeout).await,
+            Kind::Dedicated { ws, mailbox } => (ws, mailbox),
+        };
+        let deadline = Instant::now() + timeout.min(Duration::from_secs(86400 * 365));
+        loop {
+            if mailbox.has_pending() {
+                run_commands(ws, mailbox).await?;
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            tokio::select! {
+                biased;
+                read = ws.read(len, remaining) => return read,
+                _ = mailbox.notified() => {}
+            }
+        }
+    }
+
+    /// `read` with IRIS's defaults: 32656 characters, 86400 s.
+    pub async fn read_default(&mut self) -> Result<Message, Error> {
+        self.read(DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT).await
+    }
+
+    /// IRIS `Write`: one text message, or a binary one when `binary_data` is set.
+    pub async fn write(&mut self, data: &str) -> Result<(), Error> {
+        if self.binary_data {
+            return self.write_binary(data.as_bytes()).await;
+        }
+        match &mut self.kind {
+            Kind::Dedicated { ws, mailbox } => {
+                if mailbox.has_pending() {
+                    run_commands(ws, mailbox).await?;
+                }
+                ws.write(data).await
+            }
+            Kind::Shared(h) => h.write(data).await,
+        }
+    }
+
+    /// One binary message.
+    pub async fn write_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        match &mut self.kind {
+            Kind::Dedicated { ws, mailbox } => {
+                if mailbox.has_pending() {
+                    run_commands(ws, mailbox).await?;
+                }
+                ws.write_binary(data).await
+            }
+            Kind::Shared(h) => h.write_binary(data).await,
+        }
+    }
+
+    /// One message of either kind (an echo writes back what it read).
+    pub async fn write_message(&mut self, msg: &Message) -> Result<(), Error> {
+        match &mut self.kind {
+            Kind::Dedicated { ws, mailbox } => {
+                if mailbox.has_pending() {
+                    run_commands(ws, mailbox).await?;
+                }
+                ws.write_message(msg).await
+            }
+            Kind::Shared(h) => h.write_message(msg.clone()).await,
+        }
+    }
+
+    /// IRIS `EndServer`: the closing handshake with 1000, then the TCP close.
+    pub async fn end_server(&mut self) -> Result<(), Error> {
+        self.close(CloseCode::NORMAL, "").await
+    }
+
+    /// Closes with `code` and `reason`.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        match &mut self.kind {
+            Kind::Dedicated { ws, .. } => ws.close(code, reason).await,
+            Kind::Shared(h) => h.close(code, reason).await,
+        }
+    }
+
+    /// How a dedicated socket ended (code, reason), once it has.
+    pub(crate) fn close_info(&self) -> Option<(CloseCode, String)> {
+        match &self.kind {
+            Kind::Dedicated { ws, .. } => ws.close_info().map(|(c, r)| (c, r.to_string())),
+            Kind::Shared(_) => None,
+        }
+    }
+
+    pub(crate) fn mailbox(&self) -> Option<&Arc<Mailbox>> {
+        match &self.kind {
+            Kind::Dedicated { mailbox, .. } => Some(mailbox),
+            Kind::Shared(_) => None,
+        }
+    }
+}
+
+/// Runs what other tasks queued for a dedicated socket: frames to send and close requests.
+async fn run_commands(ws: &mut WebSocket<TcpStream>, mailbox: &Mailbox) -> Result<(), Error> {
+    for cmd in mailbox.take_all() {
+        match cmd {
+            Command::Frame(frame) => ws.write_encoded(&frame).await?,
+            Command::Write { msg, reply } => {
+                let result = ws.write_message(&msg).await;
+                let failed = result.is_err();
+                let _ = reply.send(result);
+                if failed {
+                    return Err(closed(ws));
+                }
+            }
+            Command::Read { reply, .. } => {
+                let _ = reply.send(Err(Error::InvalidInput("the socket is not shared".into())));
+            }
+            Command::Close { code, reason, reply } => {
+                let _ = ws.close(code, &reason).await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
+                return Err(closed(ws));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn closed(ws: &WebSocket<TcpStream>) -> Error {
+    let (code, reason) = ws.close_info().unwrap_or((CloseCode::ABNORMAL, ""));
+    Error::Closed { code, reason: reason.to_string() }
+}

@@ -1,0 +1,31 @@
+//! `ws-server` is a WebSocket server after the InterSystems IRIS `%CSP.WebSocket` model: the
+//! URL `/csp/<app>/<Package.Class>.cls` picks a registered server class; each connection gets
+//! a fresh instance whose `on_pre_server`, `server` and `on_post_server` run in turn; `server`
+//! pulls with `read(len, timeout)` and pushes with `write`; shared sockets are reopened from
+//! any task by their `WebSocketId` with [`Registry::open_server`].
+//!
+//! It is not a general HTTP server (it serves a few registered pages and upgrades) and it does
+//! not speak the protocol itself: `ws-session` drives each socket and `ws-proto` knows RFC
+//! 6455.
+//!
+//! Start with [`Server::builder`] and the [`WebSocketServer`] trait.
+
+mod class;
+mod connection;
+mod id;
+mod mailbox;
+mod registry;
+mod request;
+mod server;
+mod shared;
+
+pub use async_trait::async_trait;
+pub use class::{PostServer, PreServer, Reject, WebSocketServer};
+pub use connection::Connection;
+pub use id::{InvalidId, WebSocketId};
+pub use registry::{OpenError, Registry, SocketInfo};
+pub use request::{Request, parse_query, percent_decode};
+pub use server::{OriginPolicy, Server, ServerBuilder, ServerConfig, ShutdownHandle};
+pub use shared::SharedHandle;
+pub use ws_proto::CloseCode;
+pub use ws_session::{Error, Message};

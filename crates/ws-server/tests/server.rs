@@ -1,0 +1,420 @@
+//! ws-server over loopback: HTTP limits and answers, routing, the class lifecycle, sessions,
+//! shared sockets, broadcast and graceful shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use ws_proto::HandshakeError;
+use ws_server::{
+    CloseCode, Connection, Error, OpenError, OriginPolicy, PostServer, PreServer, Registry, Reject, Server,
+    ServerBuilder, ServerConfig, WebSocketId, WebSocketServer, async_trait,
+};
+use ws_session::{ConnectOptions, connect};
+
+const T: Duration = Duration::from_secs(10);
+
+/// Echoes until closed; writes its ids first when asked with `?hello=1`.
+#[derive(Default)]
+struct Echo {
+    hello: bool,
+}
+
+#[async_trait]
+impl WebSocketServer for Echo {
+    async fn on_pre_server(&mut self, pre: &mut PreServer) -> Result<(), Reject> {
+        self.hello = pre.query("hello").is_some();
+        if pre.query("token") == Some("bad") {
+            return Err(Reject::forbidden());
+        }
+        if let Some(p) = pre.request().protocols().into_iter().find(|p| p.starts_with("echo.")) {
+            let p = p.to_string();
+            pre.set_protocol(&p);
+        }
+        Ok(())
+    }
+
+    async fn server(&mut self, ws: &mut Connection) -> Result<(), Error> {
+        if self.hello {
+            ws.write(&format!("{} {}", ws.web_socket_id(), ws.session_id())).await?;
+        }
+        loop {
+            let msg = ws.read(0, T).await?;
+            if msg.as_text() == Some("panic") {
+                panic!("asked to panic");
+            }
+            ws.write_message(&msg).await?;
+        }
+    }
+}
+
+/// Counts `on_post_server` calls and remembers the last one.
+#[derive(Clone, Default)]
+struct Counter {
+    posts: Arc<AtomicUsize>,
+    last: Arc<std::sync::Mutex<Option<PostServer>>>,
+}
+
+struct Counted {
+    inner: Echo,
+    counter: Counter,
+    shared: bool,
+}
+
+#[async_trait]
+impl WebSocketServer for Counted {
+    async fn on_pre_server(&mut self, pre: &mut PreServer) -> Result<(), Reject> {
+        pre.set_shared_connection(self.shared);
+        self.inner.on_pre_server(pre).await
+    }
+    async fn server(&mut self, ws: &mut Connection) -> Result<(), Error> {
+        if self.shared {
+            return Ok(()); // the socket lives on in the registry
+        }
+        self.inner.server(ws).await
+    }
+    async fn on_post_server(&mut self, post: &PostServer) {
+        self.counter.posts.fetch_add(1, Ordering::SeqCst);
+        *self.counter.last.lock().unwrap() = Some(post.clone());
+    }
+}
+
+struct Running {
+    addr: std::net::SocketAddr,
+    registry: Registry,
+    shutdown: ws_server::ShutdownHandle,
+}
+
+impl Running {
+    fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+}
+
+async fn start(builder: ServerBuilder) -> Running {
+    let server = builder.bind("127.0.0.1:0").await.unwrap();
+    let running = Running {
+        addr: server.local_addr(),
+        registry: server.registry(),
+        shutdown: server.shutdown_handle(),
+    };
+    tokio::spawn(server.run());
+    running
+}
+
+fn quick_config() -> ServerConfig {
+    ServerConfig {
+        request_timeout: Duration::from_millis(300),
+        max_header_bytes: 4096,
+        shutdown_timeout: Duration::from_secs(3),
+        ..ServerConfig::default()
+    }
+}
+
+async fn default_server() -> Running {
+    start(
+        Server::builder()
+            .config(quick_config())
+            .class("user", "Test.Echo", Echo::default)
+            .route("/echo", Echo::default),
+    )
+    .await
+}
+
+async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(request).await.unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(T, c.read_to_end(&mut resp)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&resp).into_owned()
+}
+
+fn upgrade_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn class_from_url_and_plain_route() {
+    let s = default_server().await;
+    for path in ["/csp/user/Test.Echo.cls", "/echo"] {
+        let (mut ws, _) = connect(&s.url(path), &ConnectOptions::default()).await.unwrap();
+        ws.write("hi").await.unwrap();
+        assert_eq!(ws.read(0, T).await.unwrap().as_text(), Some("hi"));
+        ws.end_server().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn unknown_class_and_page_are_404() {
+    let s = default_server().await;
+    match connect(&s.url("/csp/user/No.Such.cls"), &ConnectOptions::default()).await {
+        Err(Error::Handshake(HandshakeError::Status(404))) => {}
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let resp = raw_exchange(s.addr, b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+}
+
+#[tokio::test]
+async fn bad_handshakes_get_400_426_431() {
+    let s = default_server().await;
+    let no_key = upgrade_request("/echo", "").replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
+    assert!(raw_exchange(s.addr, no_key.as_bytes()).await.starts_with("HTTP/1.1 400"));
+    let garbage = raw_exchange(s.addr, b"\x00\x01 nonsense\r\n\r\n").await;
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    let v8 = upgrade_request("/echo", "").replace("Version: 13", "Version: 8");
+    let resp = raw_exchange(s.addr, v8.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 426") && resp.contains("Sec-WebSocket-Version: 13\r\n"), "{resp}");
+    let huge = upgrade_request("/echo", &format!("X-Big: {}\r\n", "a".repeat(8000)));
+    assert!(raw_exchange(s.addr, huge.as_bytes()).await.starts_with("HTTP/1.1 431"));
+    let many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+    assert!(
+        raw_exchange(s.addr, upgrade_request("/echo", &many).as_bytes()).await.starts_with("HTTP/1.1 431")
+    );
+}
+
+#[tokio::test]
+async fn slow_loris_is_dropped_after_the_request_timeout() {
+    let s = default_server().await;
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpg").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut resp = Vec::new();
+    // The server answers 408 and closes; the read ends within the bound, not never.
+    tokio::time::timeout(T, c.read_to_end(&mut resp)).await.expect("dropped").unwrap();
+    assert!(String::from_utf8_lossy(&resp).starts_with("HTTP/1.1 408"));
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // Meanwhile the server kept serving others.
+    let (mut ws, _) = connect(&s.url("/echo"), &ConnectOptions::default()).await.unwrap();
+    ws.write("alive").await.unwrap();
+    assert_eq!(ws.read(0, T).await.unwrap().as_text(), Some("alive"));
+}
+
+#[tokio::test]
+async fn on_pre_server_rejects_with_403_and_chooses_the_subprotocol() {
+    let s = default_server().await;
+    match connect(&s.url("/echo?token=bad"), &ConnectOptions::default()).await {
+        Err(Error::Handshake(HandshakeError::Status(403))) => {}
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let options = ConnectOptions { protocols: vec!["chat".into(), "echo.v1".into()], ..Default::default() };
+    let (_ws, resp) = connect(&s.url("/echo"), &options).await.unwrap();
+    assert_eq!(resp.protocol.as_deref(), Some("echo.v1"));
+}
+
+#[tokio::test]
+async fn origin_allow_list() {
+    let s = start(
+        Server::builder()
+            .route("/echo", Echo::default)
+            .origins(OriginPolicy::AllowList(vec!["http://good.example".into()])),
+    )
+    .await;
+    let with_origin =
+        |o: &str| ConnectOptions { headers: vec![("Origin".into(), o.into())], ..Default::default() };
+    assert!(connect(&s.url("/echo"), &with_origin("http://good.example")).await.is_ok());
+    match connect(&s.url("/echo"), &with_origin("http://evil.example")).await {
+        Err(Error::Handshake(HandshakeError::Status(403))) => {}
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
+async fn session_cookie_issued_and_reused_and_ids_unique() {
+    let s = start(Server::builder().route("/echo", Echo::default).page("/", "text/html", "<p>hi</p>")).await;
+    let page = raw_exchange(s.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(page.starts_with("HTTP/1.1 200") && page.ends_with("<p>hi</p>"), "{page}");
+    let cookie =
+        page.lines().find_map(|l| l.strip_prefix("Set-Cookie: WSSESSIONID=")).expect("a session cookie");
+    let session = cookie.split(';').next().unwrap().to_string();
+
+    let with_cookie = ConnectOptions {
+        headers: vec![("Cookie".into(), format!("WSSESSIONID={session}"))],
+        ..Default::default()
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (mut ws, resp) = connect(&s.url("/echo?hello=1"), &with_cookie).await.unwrap();
+        assert!(resp.header("Set-Cookie").is_none(), "no new cookie when one was sent");
+        let hello = ws.read(0, T).await.unwrap();
+        let (id, sid) = hello.as_text().unwrap().split_once(' ').unwrap();
+        assert_eq!(sid, session);
+        ids.push(id.parse::<WebSocketId>().unwrap());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+    // Without a cookie the 101 issues one.
+    let (_ws, resp) = connect(&s.url("/echo"), &ConnectOptions::default()).await.unwrap();
+    assert!(resp.header("Set-Cookie").unwrap().starts_with("WSSESSIONID="));
+}
+
+#[tokio::test]
+async fn on_post_server_exactly_once_when_the_client_vanishes() {
+    let counter = Counter::default();
+    let c = counter.clone();
+    let s = start(Server::builder().route("/c", move || Counted {
+        inner: Echo::default(),
+        counter: c.clone(),
+        shared: false,
+    }))
+    .await;
+    let (ws, _) = connect(&s.url("/c"), &ConnectOptions::default()).await.unwrap();
+    wait_until("registration", || s.registry.len() == 1).await;
+    drop(ws); // TCP gone, no Close frame
+    wait_until("on_post_server", || counter.posts.load(Ordering::SeqCst) == 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(counter.posts.load(Ordering::SeqCst), 1);
+    let post = counter.last.lock().unwrap().clone().unwrap();
+    assert_eq!(post.close.0, CloseCode::ABNORMAL);
+    assert!(!post.panicked);
+    assert!(s.registry.is_empty());
+}
+
+#[tokio::test]
+async fn a_panic_in_server_is_caught_and_on_post_server_still_runs() {
+    let counter = Counter::default();
+    let c = counter.clone();
+    let s = start(Server::builder().route("/c", move || Counted {
+        inner: Echo::default(),
+        counter: c.clone(),
+        shared: false,
+    }))
+    .await;
+    let (mut other, _) = connect(&s.url("/c"), &ConnectOptions::default()).await.unwrap();
+    let (mut ws, _) = connect(&s.url("/c"), &ConnectOptions::default()).await.unwrap();
+    ws.write("panic").await.unwrap();
+    // The panicking socket is closed (1000 after the catch), the other one is untouched.
+    assert!(ws.read(0, T).await.unwrap_err().is_closed());
+    wait_until("on_post_server", || counter.posts.load(Ordering::SeqCst) == 1).await;
+    let post = counter.last.lock().unwrap().clone().unwrap();
+    assert!(post.panicked);
+    assert_eq!(post.error.as_deref(), Some("asked to panic"));
+    other.write("still here").await.unwrap();
+    assert_eq!(other.read(0, T).await.unwrap().as_text(), Some("still here"));
+}
+
+#[tokio::test]
+async fn open_server_not_found_not_shared_and_shared() {
+    let counter = Counter::default();
+    let c = counter.clone();
+    let s = start(Server::builder().route("/dedicated", Echo::default).route("/shared", move || Counted {
+        inner: Echo::default(),
+        counter: c.clone(),
+        shared: true,
+    }))
+    .await;
+    assert_eq!(s.registry.open_server(&WebSocketId::new()).unwrap_err(), OpenError::NotFound);
+    let (_d, _) = connect(&s.url("/dedicated"), &ConnectOptions::default()).await.unwrap();
+    let (mut client, _) = connect(&s.url("/shared"), &ConnectOptions::default()).await.unwrap();
+    wait_until("both registered", || s.registry.len() == 2).await;
+    let list = s.registry.list();
+    let dedicated = list.iter().find(|i| !i.shared).unwrap().id;
+    let shared = list.iter().find(|i| i.shared).unwrap().id;
+    assert_eq!(s.registry.open_server(&dedicated).unwrap_err(), OpenError::NotShared);
+
+    // From another task: write, read (with len), timeout, end.
+    let registry = s.registry.clone();
+    let worker = tokio::spawn(async move {
+        let h = registry.open_server(&shared).unwrap();
+        h.write("hello from elsewhere").await.unwrap();
+        assert!(h.read(5, Duration::from_millis(100)).await.unwrap_err().is_timeout());
+        let first = h.read(5, T).await.unwrap();
+        let rest = h.read(100, T).await.unwrap();
+        h.end_server().await.unwrap();
+        (first.as_text().unwrap().to_string(), rest.as_text().unwrap().to_string())
+    });
+    assert_eq!(client.read(0, T).await.unwrap().as_text(), Some("hello from elsewhere"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.write("reply text").await.unwrap();
+    match client.read(0, T).await {
+        Err(Error::Closed { code, .. }) => assert_eq!(code, CloseCode::NORMAL),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(worker.await.unwrap(), ("reply".to_string(), " text".to_string()));
+    wait_until("on_post_server", || counter.posts.load(Ordering::SeqCst) == 1).await;
+    assert_eq!(s.registry.open_server(&shared).unwrap_err(), OpenError::NotFound);
+}
+
+#[tokio::test]
+async fn idle_shared_socket_closed_after_the_session_timeout() {
+    let counter = Counter::default();
+    let c = counter.clone();
+    let config = ServerConfig { session_timeout: Duration::from_millis(300), ..quick_config() };
+    let s = start(Server::builder().config(config).route("/shared", move || Counted {
+        inner: Echo::default(),
+        counter: c.clone(),
+        shared: true,
+    }))
+    .await;
+    let (mut client, _) = connect(&s.url("/shared"), &ConnectOptions::default()).await.unwrap();
+    match client.read(0, T).await {
+        Err(Error::Closed { code, reason }) => {
+            assert_eq!(code, CloseCode::GOING_AWAY);
+            assert_eq!(reason, "session timeout");
+        }
+        other => panic!("{other:?}"),
+    }
+    wait_until("on_post_server", || counter.posts.load(Ordering::SeqCst) == 1).await;
+}
+
+#[tokio::test]
+async fn broadcast_reaches_every_socket_and_graceful_shutdown_closes_with_1001() {
+    let s = default_server().await;
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(connect(&s.url("/echo"), &ConnectOptions::default()).await.unwrap().0);
+    }
+    wait_until("registration", || s.registry.len() == 5).await;
+    assert_eq!(s.registry.broadcast_all("to everyone"), 5);
+    let ids: Vec<WebSocketId> = s.registry.list().into_iter().map(|i| i.id).collect();
+    assert!(s.registry.subscribe(&ids[0], "room"));
+    assert!(s.registry.subscribe(&ids[1], "room"));
+    assert_eq!(s.registry.publish("room", "to the room"), 2);
+    for c in clients.iter_mut() {
+        assert_eq!(c.read(0, T).await.unwrap().as_text(), Some("to everyone"));
+    }
+    let reading: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    match c.read(0, T).await {
+                        Ok(m) => got.push(m.as_text().unwrap().to_string()),
+                        Err(e) => return (got, e),
+                    }
+                }
+            })
+        })
+        .collect();
+    let left = s.shutdown.shutdown().await;
+    assert_eq!(left, 0);
+    let mut room_messages = 0;
+    for r in reading {
+        let (got, err) = r.await.unwrap();
+        room_messages += got.iter().filter(|m| *m == "to the room").count();
+        match err {
+            Error::Closed { code, .. } => assert_eq!(code, CloseCode::GOING_AWAY),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(room_messages, 2);
+    // No longer accepting.
+    assert!(connect(&s.url("/echo"), &ConnectOptions::default()).await.is_err());
+}

@@ -1,0 +1,51 @@
+//! The demo server: the seeds' echo, chat and detached examples and the chat page.
+//!
+//! `cargo run --release -p examples --bin demo [-- --addr 127.0.0.1:8080 --echo-timeout 10]`
+//! then open http://127.0.0.1:8080/ (the chat; `?room=NAME` for another room).
+//! - echo:     ws://127.0.0.1:8080/csp/user/MyApp.MyWebSocketServer.cls
+//! - chat:     ws://127.0.0.1:8080/csp/user/Chat.Server.cls?room=default
+//! - detached: ws://127.0.0.1:8080/csp/user/MyApp.Detached.cls
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use examples::chat::{ChatServer, ChatState, PAGE};
+use examples::detached::{Detached, worker};
+use examples::echo::MyWebSocketServer;
+use ws_server::Server;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let addr = examples::arg_value("--addr").unwrap_or_else(|| "127.0.0.1:8080".into());
+    let secs = |name: &str, default: f64| {
+        Duration::from_secs_f64(examples::arg_value(name).and_then(|v| v.parse().ok()).unwrap_or(default))
+    };
+    let echo_timeout = secs("--echo-timeout", 10.0);
+    let detached_delay = secs("--detached-delay", 1.0);
+
+    let chat = Arc::new(ChatState::default());
+    let (ids, id_queue) = tokio::sync::mpsc::unbounded_channel();
+    let server = Server::builder()
+        .class("user", "MyApp.MyWebSocketServer", move || MyWebSocketServer { timeout: echo_timeout })
+        .class("user", "Chat.Server", move || ChatServer::new(chat.clone()))
+        .class("user", "MyApp.Detached", move || Detached::new(ids.clone()))
+        .page("/", "text/html; charset=utf-8", PAGE)
+        .bind(&addr)
+        .await?;
+    println!("demo listening on http://{}/", server.local_addr());
+    tokio::spawn(worker(server.registry(), id_queue, detached_delay, Duration::from_secs(30)));
+
+    let shutdown = server.shutdown_handle();
+    let running = tokio::spawn(server.run());
+    tokio::signal::ctrl_c().await?;
+    // Stop accepting, close every socket with 1001, wait (bounded) for them.
+    let left = shutdown.shutdown().await;
+    tracing::info!(left, "shut down");
+    let _ = running.await;
+    Ok(())
+}
