@@ -60,7 +60,7 @@ pub async fn worker(
 }
 
 async fn converse(registry: &Registry, id: WebSocketId, reply_timeout: Duration) -> Result<(), Error> {
-    let socket = registry.open_server(&id).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let socket = registry.open_server(&id).await.map_err(|e| Error::InvalidInput(e.to_string()))?;
     socket.write(&format!("Hello from a detached task, socket {id}. Say something:")).await?;
     let reply = socket.read(32656, reply_timeout).await;
     match reply {

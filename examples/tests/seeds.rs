@@ -1,10 +1,9 @@
 //! The seeds' programs end to end, with the ws-session client over loopback: echo (data,
 //! timeout message, `exit`), chat (four clients, two rooms), detached (open by id).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use examples::chat::{ChatServer, ChatState};
+use examples::chat::ChatServer;
 use examples::detached::{Detached, worker};
 use examples::echo::MyWebSocketServer;
 use serde_json::Value;
@@ -20,11 +19,10 @@ struct Demo {
 }
 
 async fn demo(echo_timeout: Duration, detached_delay: Duration) -> Demo {
-    let chat = Arc::new(ChatState::default());
     let (ids, queue) = tokio::sync::mpsc::unbounded_channel();
     let server = Server::builder()
         .class("user", "MyApp.MyWebSocketServer", move || MyWebSocketServer { timeout: echo_timeout })
-        .class("user", "Chat.Server", move || ChatServer::new(chat.clone()))
+        .class("user", "Chat.Server", ChatServer::default)
         .class("user", "MyApp.Detached", move || Detached::new(ids.clone()))
         .bind("127.0.0.1:0")
         .await
@@ -185,12 +183,12 @@ async fn detached_socket_driven_from_another_task() {
     }
     // Gone from the registry; an echo socket is dedicated.
     for _ in 0..100 {
-        if matches!(d.registry.open_server(&id), Err(OpenError::NotFound)) {
+        if matches!(d.registry.open_server(&id).await, Err(OpenError::NotFound)) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(d.registry.open_server(&id).unwrap_err(), OpenError::NotFound);
+    assert_eq!(d.registry.open_server(&id).await.unwrap_err(), OpenError::NotFound);
     let _echo = open(&d, "/csp/user/MyApp.MyWebSocketServer.cls").await;
     for _ in 0..100 {
         if !d.registry.is_empty() {
@@ -199,5 +197,5 @@ async fn detached_socket_driven_from_another_task() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let echo_id = d.registry.list()[0].id;
-    assert_eq!(d.registry.open_server(&echo_id).unwrap_err(), OpenError::NotShared);
+    assert_eq!(d.registry.open_server(&echo_id).await.unwrap_err(), OpenError::NotShared);
 }

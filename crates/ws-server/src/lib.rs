@@ -23,7 +23,9 @@ pub use async_trait::async_trait;
 pub use class::{PostServer, PreServer, Reject, WebSocketServer};
 pub use connection::Connection;
 pub use id::{InvalidId, WebSocketId};
-pub use registry::{OpenError, Registry, SocketInfo};
+pub use registry::{
+    Cluster, LocalSocket, Member, OpenError, PresenceEvent, Registry, RemoteSocket, SocketInfo,
+};
 pub use request::{Request, parse_query, percent_decode};
 pub use server::{OriginPolicy, Server, ServerBuilder, ServerConfig, ShutdownHandle};
 pub use shared::SharedHandle;

@@ -1,12 +1,15 @@
-//! The registry of live sockets: `open_server(id)` for shared ones, listing, rooms, and
-//! broadcast with one encoded frame for every recipient.
+//! The registry of live sockets: `open_server(id)` for shared ones, listing, rooms with
+//! presence, and broadcast with one encoded frame for every recipient. A [`Cluster`] backend
+//! (ws-cluster) extends it across nodes behind the same API.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 use ws_proto::{CloseCode, MessageKind, encode_server_frame};
 
 use crate::WebSocketId;
@@ -16,7 +19,7 @@ use crate::shared::{SharedHandle, SharedState};
 /// Why `open_server` failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenError {
-    /// No live socket has this id.
+    /// No live socket has this id (on any node).
     NotFound,
     /// The socket exists but is dedicated: only its own `server` task may use it.
     NotShared,
@@ -46,25 +49,126 @@ pub struct SocketInfo {
     pub shared: bool,
 }
 
+/// A socket in a room, as presence reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The socket.
+    pub id: WebSocketId,
+    /// Its label (application data such as a user name; see [`Registry::set_label`]).
+    pub label: String,
+    /// When it joined the room (milliseconds since the Unix epoch), for ordering.
+    pub since_ms: u64,
+}
+
+/// A change in a room's membership, on this node or (with a cluster) any node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceEvent {
+    /// `member` joined `room`.
+    Join {
+        /// The room.
+        room: String,
+        /// Who joined.
+        member: Member,
+    },
+    /// The socket `id` left `room` (or closed).
+    Leave {
+        /// The room.
+        room: String,
+        /// Who left.
+        id: WebSocketId,
+    },
+    /// `member` of `room` changed its label.
+    Label {
+        /// The room.
+        room: String,
+        /// The member with its new label.
+        member: Member,
+    },
+}
+
+/// A socket held by another node, reached through a cluster backend.
+#[async_trait]
+pub trait RemoteSocket: Send + Sync + 'static {
+    /// `read(len, timeout)` on the remote socket.
+    async fn read(
+        &self,
+        len: usize,
+        timeout: std::time::Duration,
+    ) -> Result<ws_session::Message, ws_session::Error>;
+    /// Sends one message.
+    async fn write_message(&self, msg: ws_session::Message) -> Result<(), ws_session::Error>;
+    /// Closes it.
+    async fn close(&self, code: CloseCode, reason: &str) -> Result<(), ws_session::Error>;
+}
+
+/// Extends a [`Registry`] across server nodes (implemented by ws-cluster over Redis). The
+/// registry calls these hooks as local state changes; the backend delivers what other nodes
+/// publish with [`Registry::deliver_to_room`] and relays their presence with
+/// [`Registry::emit_presence`].
+#[async_trait]
+pub trait Cluster: Send + Sync + 'static {
+    /// A socket opened on this node.
+    async fn socket_added(&self, info: &SocketInfo);
+    /// A socket of this node closed; it was in `rooms`.
+    async fn socket_removed(&self, id: &WebSocketId, rooms: &[Arc<str>]);
+    /// `member` (on this node) joined `room`, or changed its label there.
+    async fn joined(&self, room: &str, member: &Member, label_change: bool);
+    /// The socket `id` (on this node) left `room`.
+    async fn left(&self, room: &str, id: &WebSocketId);
+    /// Carry `frame`, already delivered to this node's members of `room`, to the others.
+    fn publish(&self, room: &str, frame: Bytes);
+    /// A handle to a socket held by another node.
+    async fn open_remote(&self, id: &WebSocketId) -> Result<SharedHandle, OpenError>;
+    /// The members of `room` on every node (`None` when the cluster cannot be asked).
+    async fn room_members(&self, room: &str) -> Option<Vec<Member>>;
+}
+
 pub(crate) struct Entry {
     pub(crate) info: SocketInfo,
     pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) shared: Option<Arc<SharedState>>,
-    rooms: HashSet<Arc<str>>,
+    rooms: HashMap<Arc<str>, u64>,
+    label: String,
 }
 
-#[derive(Default)]
+/// A local socket's full state, for a backend that must re-announce it (after its store lost
+/// its data, say).
+#[derive(Debug, Clone)]
+pub struct LocalSocket {
+    /// The socket.
+    pub info: SocketInfo,
+    /// Its label.
+    pub label: String,
+    /// Its rooms, with the time it joined each (ms since the epoch).
+    pub rooms: Vec<(String, u64)>,
+}
+
 struct Inner {
     sockets: RwLock<HashMap<WebSocketId, Entry>>,
     rooms: RwLock<HashMap<Arc<str>, HashSet<WebSocketId>>>,
     emptied: Notify,
+    presence: broadcast::Sender<PresenceEvent>,
+    cluster: OnceLock<Arc<dyn Cluster>>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            sockets: RwLock::default(),
+            rooms: RwLock::default(),
+            emptied: Notify::new(),
+            presence: broadcast::channel(1024).0,
+            cluster: OnceLock::new(),
+        }
+    }
 }
 
 /// The sockets of one server, reachable from any task: clone it freely (it is an `Arc`).
 ///
 /// A message sent to many sockets ([`broadcast`](Registry::broadcast),
 /// [`publish`](Registry::publish)) is encoded into one frame once; every recipient gets the
-/// same buffer.
+/// same buffer. With a [`Cluster`] attached, `open_server`, rooms, `publish` and presence
+/// reach every node, and application code does not change.
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<Inner>,
@@ -72,61 +176,106 @@ pub struct Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry").field("sockets", &self.len()).finish()
+        f.debug_struct("Registry")
+            .field("sockets", &self.len())
+            .field("clustered", &self.cluster().is_some())
+            .finish()
     }
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
 impl Registry {
-    /// An empty registry.
+    /// An empty registry (one node).
     pub fn new() -> Self {
         Self::default()
     }
 
-    pub(crate) fn insert(&self, info: SocketInfo, mailbox: Arc<Mailbox>, shared: Option<Arc<SharedState>>) {
-        let id = info.id;
-        let entry = Entry { info, mailbox, shared, rooms: HashSet::new() };
-        self.inner.sockets.write().unwrap_or_else(|e| e.into_inner()).insert(id, entry);
+    /// Attaches a cluster backend. Only the first call takes effect; returns whether it did.
+    pub fn set_cluster(&self, cluster: Arc<dyn Cluster>) -> bool {
+        self.inner.cluster.set(cluster).is_ok()
     }
 
-    pub(crate) fn remove(&self, id: &WebSocketId) {
+    fn cluster(&self) -> Option<&Arc<dyn Cluster>> {
+        self.inner.cluster.get()
+    }
+
+    pub(crate) async fn insert(
+        &self,
+        info: SocketInfo,
+        mailbox: Arc<Mailbox>,
+        shared: Option<Arc<SharedState>>,
+    ) {
+        let id = info.id;
+        let entry =
+            Entry { info: info.clone(), mailbox, shared, rooms: HashMap::new(), label: String::new() };
+        self.inner.sockets.write().unwrap_or_else(|e| e.into_inner()).insert(id, entry);
+        if let Some(cluster) = self.cluster() {
+            cluster.socket_added(&info).await;
+        }
+    }
+
+    pub(crate) async fn remove(&self, id: &WebSocketId) {
         let entry = self.inner.sockets.write().unwrap_or_else(|e| e.into_inner()).remove(id);
-        if let Some(entry) = entry {
-            let mut rooms = self.inner.rooms.write().unwrap_or_else(|e| e.into_inner());
-            for room in entry.rooms {
-                if let Some(members) = rooms.get_mut(&room) {
+        let Some(entry) = entry else { return };
+        let rooms: Vec<Arc<str>> = entry.rooms.keys().cloned().collect();
+        {
+            let mut all = self.inner.rooms.write().unwrap_or_else(|e| e.into_inner());
+            for room in &rooms {
+                if let Some(members) = all.get_mut(room) {
                     members.remove(id);
                     if members.is_empty() {
-                        rooms.remove(&room);
+                        all.remove(room);
                     }
                 }
             }
+        }
+        for room in &rooms {
+            let _ = self.inner.presence.send(PresenceEvent::Leave { room: room.to_string(), id: *id });
+        }
+        if let Some(cluster) = self.cluster() {
+            cluster.socket_removed(id, &rooms).await;
         }
         if self.is_empty() {
             self.inner.emptied.notify_waiters();
         }
     }
 
-    /// IRIS `OpenServer`: a handle to the shared socket `id`, usable from any task.
-    pub fn open_server(&self, id: &WebSocketId) -> Result<SharedHandle, OpenError> {
+    /// IRIS `OpenServer`: a handle to the shared socket `id`, usable from any task (with a
+    /// cluster, wherever the socket is held).
+    pub async fn open_server(&self, id: &WebSocketId) -> Result<SharedHandle, OpenError> {
+        match self.open_local(id) {
+            Err(OpenError::NotFound) => match self.cluster() {
+                Some(cluster) => cluster.open_remote(id).await,
+                None => Err(OpenError::NotFound),
+            },
+            other => other,
+        }
+    }
+
+    /// `open_server` among this node's sockets only.
+    pub fn open_local(&self, id: &WebSocketId) -> Result<SharedHandle, OpenError> {
         let sockets = self.inner.sockets.read().unwrap_or_else(|e| e.into_inner());
         let entry = sockets.get(id).ok_or(OpenError::NotFound)?;
         match &entry.shared {
-            Some(state) => Ok(SharedHandle::new(*id, entry.mailbox.clone(), state.clone())),
+            Some(state) => Ok(SharedHandle::local(*id, entry.mailbox.clone(), state.clone())),
             None => Err(OpenError::NotShared),
         }
     }
 
-    /// Number of live sockets.
+    /// Number of live sockets on this node.
     pub fn len(&self) -> usize {
         self.inner.sockets.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Are there no live sockets?
+    /// Are there no live sockets on this node?
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Every live socket.
+    /// Every live socket on this node.
     pub fn list(&self) -> Vec<SocketInfo> {
         self.inner
             .sockets
@@ -137,13 +286,27 @@ impl Registry {
             .collect()
     }
 
-    /// One socket's details.
+    /// Every live socket on this node with its label and rooms.
+    pub fn snapshot(&self) -> Vec<LocalSocket> {
+        let sockets = self.inner.sockets.read().unwrap_or_else(|e| e.into_inner());
+        sockets
+            .values()
+            .map(|e| LocalSocket {
+                info: e.info.clone(),
+                label: e.label.clone(),
+                rooms: e.rooms.iter().map(|(r, since)| (r.to_string(), *since)).collect(),
+            })
+            .collect()
+    }
+
+    /// One local socket's details.
     pub fn info(&self, id: &WebSocketId) -> Option<SocketInfo> {
         self.inner.sockets.read().unwrap_or_else(|e| e.into_inner()).get(id).map(|e| e.info.clone())
     }
 
-    /// Sends `text` to each of `ids` (dedicated or shared), encoded once. Returns how many
-    /// sockets took it (unknown, closed or hopelessly backlogged ones are skipped).
+    /// Sends `text` to each of `ids` on this node (dedicated or shared), encoded once.
+    /// Returns how many sockets took it (unknown, closed or hopelessly backlogged ones are
+    /// skipped).
     pub fn broadcast<'a>(&self, ids: impl IntoIterator<Item = &'a WebSocketId>, text: &str) -> usize {
         self.send_frame(ids, encode_server_frame(MessageKind::Text, text.as_bytes()))
     }
@@ -153,7 +316,7 @@ impl Registry {
         self.send_frame(ids, encode_server_frame(MessageKind::Binary, data))
     }
 
-    /// Sends `text` to every live socket, encoded once.
+    /// Sends `text` to every live socket on this node, encoded once.
     pub fn broadcast_all(&self, text: &str) -> usize {
         let frame = encode_server_frame(MessageKind::Text, text.as_bytes());
         let sockets = self.inner.sockets.read().unwrap_or_else(|e| e.into_inner());
@@ -166,49 +329,157 @@ impl Registry {
         ids.into_iter().filter_map(|id| sockets.get(id)).filter(|e| push_frame(&e.mailbox, &frame)).count()
     }
 
-    /// Adds socket `id` to `room`. Returns false if there is no such socket.
-    pub fn subscribe(&self, id: &WebSocketId, room: &str) -> bool {
-        let mut sockets = self.inner.sockets.write().unwrap_or_else(|e| e.into_inner());
-        let Some(entry) = sockets.get_mut(id) else { return false };
-        let room: Arc<str> = room.into();
-        entry.rooms.insert(room.clone());
-        self.inner.rooms.write().unwrap_or_else(|e| e.into_inner()).entry(room).or_default().insert(*id);
+    /// Adds socket `id` to `room` (announced as a presence `Join`). Returns false if there
+    /// is no such socket here.
+    pub async fn subscribe(&self, id: &WebSocketId, room: &str) -> bool {
+        let since = now_ms();
+        let member = {
+            let mut sockets = self.inner.sockets.write().unwrap_or_else(|e| e.into_inner());
+            let Some(entry) = sockets.get_mut(id) else { return false };
+            let room: Arc<str> = room.into();
+            let since = *entry.rooms.entry(room.clone()).or_insert(since);
+            self.inner.rooms.write().unwrap_or_else(|e| e.into_inner()).entry(room).or_default().insert(*id);
+            Member { id: *id, label: entry.label.clone(), since_ms: since }
+        };
+        let _ = self.inner.presence.send(PresenceEvent::Join { room: room.into(), member: member.clone() });
+        if let Some(cluster) = self.cluster() {
+            cluster.joined(room, &member, false).await;
+        }
         true
     }
 
     /// Removes socket `id` from `room`.
-    pub fn unsubscribe(&self, id: &WebSocketId, room: &str) {
-        if let Some(entry) = self.inner.sockets.write().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
-            entry.rooms.remove(room);
+    pub async fn unsubscribe(&self, id: &WebSocketId, room: &str) {
+        let was_member = match self.inner.sockets.write().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
+            Some(entry) => entry.rooms.remove(room).is_some(),
+            None => false,
+        };
+        {
+            let mut rooms = self.inner.rooms.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(members) = rooms.get_mut(room) {
+                members.remove(id);
+                if members.is_empty() {
+                    rooms.remove(room);
+                }
+            }
         }
-        let mut rooms = self.inner.rooms.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(members) = rooms.get_mut(room) {
-            members.remove(id);
-            if members.is_empty() {
-                rooms.remove(room);
+        if was_member {
+            let _ = self.inner.presence.send(PresenceEvent::Leave { room: room.into(), id: *id });
+            if let Some(cluster) = self.cluster() {
+                cluster.left(room, id).await;
             }
         }
     }
 
-    /// The sockets in `room`.
+    /// Sets socket `id`'s label (a user name, say), reported by presence in every room it is
+    /// in. Returns false if there is no such socket here.
+    pub async fn set_label(&self, id: &WebSocketId, label: &str) -> bool {
+        let changed: Vec<(String, Member)> = {
+            let mut sockets = self.inner.sockets.write().unwrap_or_else(|e| e.into_inner());
+            let Some(entry) = sockets.get_mut(id) else { return false };
+            entry.label = label.to_string();
+            entry
+                .rooms
+                .iter()
+                .map(|(room, since)| {
+                    (room.to_string(), Member { id: *id, label: label.into(), since_ms: *since })
+                })
+                .collect()
+        };
+        for (room, member) in changed {
+            let _ =
+                self.inner.presence.send(PresenceEvent::Label { room: room.clone(), member: member.clone() });
+            if let Some(cluster) = self.cluster() {
+                cluster.joined(&room, &member, true).await;
+            }
+        }
+        true
+    }
+
+    /// Socket `id`'s label (local sockets).
+    pub fn label(&self, id: &WebSocketId) -> Option<String> {
+        self.inner.sockets.read().unwrap_or_else(|e| e.into_inner()).get(id).map(|e| e.label.clone())
+    }
+
+    /// The members of `room` on this node, in order of joining.
+    pub fn local_members(&self, room: &str) -> Vec<Member> {
+        let ids: Vec<WebSocketId> = {
+            let rooms = self.inner.rooms.read().unwrap_or_else(|e| e.into_inner());
+            rooms.get(room).map(|m| m.iter().copied().collect()).unwrap_or_default()
+        };
+        let sockets = self.inner.sockets.read().unwrap_or_else(|e| e.into_inner());
+        let mut members: Vec<Member> = ids
+            .into_iter()
+            .filter_map(|id| {
+                let e = sockets.get(&id)?;
+                Some(Member { id, label: e.label.clone(), since_ms: *e.rooms.get(room)? })
+            })
+            .collect();
+        members.sort_by_key(|m| (m.since_ms, m.id));
+        members
+    }
+
+    /// The members of `room` on every node (this node's alone without a cluster, or while the
+    /// cluster cannot be reached), in order of joining.
+    pub async fn room_members(&self, room: &str) -> Vec<Member> {
+        if let Some(cluster) = self.cluster()
+            && let Some(mut members) = cluster.room_members(room).await
+        {
+            members.sort_by_key(|m| (m.since_ms, m.id));
+            return members;
+        }
+        self.local_members(room)
+    }
+
+    /// The socket ids in `room` on this node.
     pub fn members(&self, room: &str) -> Vec<WebSocketId> {
         let rooms = self.inner.rooms.read().unwrap_or_else(|e| e.into_inner());
         rooms.get(room).map(|m| m.iter().copied().collect()).unwrap_or_default()
     }
 
-    /// The rooms that have members.
+    /// The rooms that have members on this node.
     pub fn rooms(&self) -> Vec<String> {
         self.inner.rooms.read().unwrap_or_else(|e| e.into_inner()).keys().map(|r| r.to_string()).collect()
     }
 
-    /// Sends `text` to every socket in `room`, encoded once. Returns how many took it.
+    /// Sends `text` to every socket in `room` (on every node, with a cluster), encoded once
+    /// per node. Returns how many sockets on this node took it.
     pub fn publish(&self, room: &str, text: &str) -> usize {
+        self.publish_frame(room, encode_server_frame(MessageKind::Text, text.as_bytes()))
+    }
+
+    /// Sends binary `data` to every socket in `room`, encoded once per node.
+    pub fn publish_binary(&self, room: &str, data: &[u8]) -> usize {
+        self.publish_frame(room, encode_server_frame(MessageKind::Binary, data))
+    }
+
+    fn publish_frame(&self, room: &str, frame: Bytes) -> usize {
+        let delivered = self.deliver_to_room(room, frame.clone());
+        if let Some(cluster) = self.cluster() {
+            cluster.publish(room, frame);
+        }
+        delivered
+    }
+
+    /// Sends an encoded frame to this node's members of `room` only: how a cluster backend
+    /// delivers what another node published.
+    pub fn deliver_to_room(&self, room: &str, frame: Bytes) -> usize {
         let members = self.members(room);
-        self.broadcast(&members, text)
+        self.send_frame(&members, frame)
+    }
+
+    /// Presence changes (joins, leaves, label changes) in every room, as they happen.
+    pub fn presence_events(&self) -> broadcast::Receiver<PresenceEvent> {
+        self.inner.presence.subscribe()
+    }
+
+    /// Reports a presence change that happened on another node (for cluster backends).
+    pub fn emit_presence(&self, event: PresenceEvent) {
+        let _ = self.inner.presence.send(event);
     }
 
     /// Asks socket `id` to close with `code` and `reason` (dedicated sockets act on it when
-    /// their `server` next reads or writes). Returns false if there is no such socket.
+    /// their `server` next reads or writes). Returns false if there is no such socket here.
     pub fn close(&self, id: &WebSocketId, code: CloseCode, reason: &str) -> bool {
         let sockets = self.inner.sockets.read().unwrap_or_else(|e| e.into_inner());
         match sockets.get(id) {
@@ -217,7 +488,7 @@ impl Registry {
         }
     }
 
-    /// Asks every socket to close (graceful shutdown uses 1001).
+    /// Asks every local socket to close (graceful shutdown uses 1001).
     pub fn close_all(&self, code: CloseCode, reason: &str) {
         let sockets = self.inner.sockets.read().unwrap_or_else(|e| e.into_inner());
         for e in sockets.values() {
@@ -225,7 +496,7 @@ impl Registry {
         }
     }
 
-    /// Waits until no socket is left.
+    /// Waits until no local socket is left.
     pub async fn wait_empty(&self) {
         loop {
             let emptied = self.inner.emptied.notified();
@@ -252,16 +523,16 @@ fn push_frame(mailbox: &Mailbox, frame: &Bytes) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn one_encoding_shared_by_every_recipient() {
+    #[tokio::test]
+    async fn one_encoding_shared_by_every_recipient() {
         let registry = Registry::new();
         let mut boxes = Vec::new();
         for _ in 0..3 {
             let id = WebSocketId::new();
             let mailbox = Arc::new(Mailbox::default());
             let info = SocketInfo { id, class: "c".into(), session_id: "s".into(), shared: false };
-            registry.insert(info, mailbox.clone(), None);
-            registry.subscribe(&id, "room");
+            registry.insert(info, mailbox.clone(), None).await;
+            registry.subscribe(&id, "room").await;
             boxes.push(mailbox);
         }
         assert_eq!(registry.publish("room", "hello"), 3);
@@ -277,17 +548,26 @@ mod tests {
         assert!(frames.iter().all(|f| f.as_ptr() == frames[0].as_ptr()));
     }
 
-    #[test]
-    fn rooms_forget_removed_sockets() {
+    #[tokio::test]
+    async fn rooms_forget_removed_sockets() {
         let registry = Registry::new();
         let id = WebSocketId::new();
         let info = SocketInfo { id, class: "c".into(), session_id: "s".into(), shared: false };
-        registry.insert(info, Arc::new(Mailbox::default()), None);
-        registry.subscribe(&id, "a");
+        registry.insert(info, Arc::new(Mailbox::default()), None).await;
+        let mut events = registry.presence_events();
+        registry.subscribe(&id, "a").await;
+        registry.set_label(&id, "Alice").await;
         assert_eq!(registry.members("a"), [id]);
-        registry.remove(&id);
+        let members = registry.room_members("a").await;
+        assert_eq!((members[0].id, members[0].label.as_str()), (id, "Alice"));
+        registry.remove(&id).await;
         assert!(registry.members("a").is_empty());
         assert!(registry.rooms().is_empty());
-        assert!(!registry.subscribe(&id, "a"));
+        assert!(!registry.subscribe(&id, "a").await);
+        assert!(matches!(events.try_recv(), Ok(PresenceEvent::Join { .. })));
+        assert!(
+            matches!(events.try_recv(), Ok(PresenceEvent::Label { ref member, .. }) if member.label == "Alice")
+        );
+        assert!(matches!(events.try_recv(), Ok(PresenceEvent::Leave { .. })));
     }
 }

@@ -441,22 +441,22 @@ async fn upgrade(
 
     let (outcome, close) = if is_shared {
         let state = Arc::new(SharedState::default());
-        registry.insert(info, mailbox.clone(), Some(state.clone()));
-        let handle = SharedHandle::new(id, mailbox.clone(), state.clone());
+        registry.insert(info, mailbox.clone(), Some(state.clone())).await;
+        let handle = SharedHandle::local(id, mailbox.clone(), state.clone());
         let mut conn = Connection::shared(id, session_id.clone(), registry.clone(), handle);
         let driver = crate::shared::run(ws, mailbox, state.clone(), shared.config.session_timeout);
         let (_, outcome) = tokio::join!(driver, CatchUnwind(instance.server(&mut conn)));
-        registry.remove(&id);
+        registry.remove(&id).await;
         let close = state.ended().unwrap_or((CloseCode::ABNORMAL, String::new()));
         (outcome, close)
     } else {
-        registry.insert(info, mailbox.clone(), None);
+        registry.insert(info, mailbox.clone(), None).await;
         let mut conn = Connection::dedicated(id, session_id.clone(), registry.clone(), ws, mailbox);
         let outcome = CatchUnwind(instance.server(&mut conn)).await;
         if !conn.is_closed() {
             let _ = conn.end_server().await;
         }
-        registry.remove(&id);
+        registry.remove(&id).await;
         if let Some(mailbox) = conn.mailbox() {
             let (code, reason) = conn.close_info().unwrap_or((CloseCode::ABNORMAL, String::new()));
             refuse_all(mailbox.close(), code, &reason);

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use ws_proto::CloseCode;
 use ws_session::{DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message, WebSocket};
 
-use crate::WebSocketId;
 use crate::mailbox::{Command, Mailbox, refuse_all};
+use crate::{RemoteSocket, WebSocketId};
 
 /// Messages a shared socket keeps for its readers before it stops reading (TCP backpressure
 /// then slows the peer).
@@ -42,23 +42,35 @@ impl SharedState {
 }
 
 /// A handle to a shared socket (IRIS `OpenServer`), usable from any task and cheap to clone.
-/// Reads, writes and closes go to the socket's own task.
+/// Reads, writes and closes go to the socket's own task, on this node or (through a cluster)
+/// another.
 #[derive(Clone)]
 pub struct SharedHandle {
     id: WebSocketId,
-    mailbox: Arc<Mailbox>,
-    state: Arc<SharedState>,
+    inner: Target,
+}
+
+#[derive(Clone)]
+enum Target {
+    Local { mailbox: Arc<Mailbox>, state: Arc<SharedState> },
+    Remote(Arc<dyn RemoteSocket>),
 }
 
 impl std::fmt::Debug for SharedHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedHandle").field("id", &self.id).finish()
+        let remote = matches!(self.inner, Target::Remote(_));
+        f.debug_struct("SharedHandle").field("id", &self.id).field("remote", &remote).finish()
     }
 }
 
 impl SharedHandle {
-    pub(crate) fn new(id: WebSocketId, mailbox: Arc<Mailbox>, state: Arc<SharedState>) -> Self {
-        SharedHandle { id, mailbox, state }
+    pub(crate) fn local(id: WebSocketId, mailbox: Arc<Mailbox>, state: Arc<SharedState>) -> Self {
+        SharedHandle { id, inner: Target::Local { mailbox, state } }
+    }
+
+    /// A handle to a socket held by another node (for cluster backends).
+    pub fn remote(id: WebSocketId, socket: Arc<dyn RemoteSocket>) -> Self {
+        SharedHandle { id, inner: Target::Remote(socket) }
     }
 
     /// The socket's WebSocketID.
@@ -66,19 +78,32 @@ impl SharedHandle {
         self.id
     }
 
-    /// Has the socket closed?
+    /// Is the socket held by another node?
+    pub fn is_remote(&self) -> bool {
+        matches!(self.inner, Target::Remote(_))
+    }
+
+    /// Has the socket closed? (Known for local sockets; a remote one says so on the next
+    /// call.)
     pub fn is_closed(&self) -> bool {
-        self.state.is_done()
+        match &self.inner {
+            Target::Local { state, .. } => state.is_done(),
+            Target::Remote(_) => false,
+        }
     }
 
     /// IRIS `Read(len, timeout)` on the shared socket: the next message (or the rest of one)
     /// received since the last read, up to `len` characters; `Timeout` or `Closed` as for a
     /// dedicated socket. Cancel-safe: a dropped read loses no message.
     pub async fn read(&self, len: usize, timeout: Duration) -> Result<Message, Error> {
+        let (mailbox, state) = match &self.inner {
+            Target::Remote(r) => return r.read(len, timeout).await,
+            Target::Local { mailbox, state } => (mailbox, state),
+        };
         let (reply, answer) = oneshot::channel();
         let deadline = Instant::now() + timeout.min(Duration::from_secs(86400 * 365));
-        self.send(Command::Read { len, deadline, reply })?;
-        answer.await.unwrap_or_else(|_| Err(self.state.closed_error()))
+        mailbox.push(Command::Read { len, deadline, reply }).map_err(|_| state.closed_error())?;
+        answer.await.unwrap_or_else(|_| Err(state.closed_error()))
     }
 
     /// `read` with IRIS's defaults (32656 characters, 86400 s).
@@ -98,9 +123,13 @@ impl SharedHandle {
 
     /// Sends a message; returns once the socket's task has queued it.
     pub async fn write_message(&self, msg: Message) -> Result<(), Error> {
+        let (mailbox, state) = match &self.inner {
+            Target::Remote(r) => return r.write_message(msg).await,
+            Target::Local { mailbox, state } => (mailbox, state),
+        };
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Write { msg, reply })?;
-        answer.await.unwrap_or_else(|_| Err(self.state.closed_error()))
+        mailbox.push(Command::Write { msg, reply }).map_err(|_| state.closed_error())?;
+        answer.await.unwrap_or_else(|_| Err(state.closed_error()))
     }
 
     /// IRIS `EndServer`: closes the socket with 1000 and waits until it is closed.
@@ -113,16 +142,16 @@ impl SharedHandle {
         if !code.is_valid_on_wire() {
             return Err(Error::InvalidInput(format!("close code {code} may not be sent")));
         }
+        let mailbox = match &self.inner {
+            Target::Remote(r) => return r.close(code, reason).await,
+            Target::Local { mailbox, .. } => mailbox,
+        };
         let (reply, answer) = oneshot::channel();
-        if self.send(Command::Close { code, reason: reason.into(), reply: Some(reply) }).is_err() {
+        if mailbox.push(Command::Close { code, reason: reason.into(), reply: Some(reply) }).is_err() {
             return Ok(()); // already closed
         }
         let _ = answer.await;
         Ok(())
-    }
-
-    fn send(&self, cmd: Command) -> Result<(), Error> {
-        self.mailbox.push(cmd).map_err(|_| self.state.closed_error())
     }
 }
 

@@ -319,19 +319,19 @@ async fn open_server_not_found_not_shared_and_shared() {
         shared: true,
     }))
     .await;
-    assert_eq!(s.registry.open_server(&WebSocketId::new()).unwrap_err(), OpenError::NotFound);
+    assert_eq!(s.registry.open_server(&WebSocketId::new()).await.unwrap_err(), OpenError::NotFound);
     let (_d, _) = connect(&s.url("/dedicated"), &ConnectOptions::default()).await.unwrap();
     let (mut client, _) = connect(&s.url("/shared"), &ConnectOptions::default()).await.unwrap();
     wait_until("both registered", || s.registry.len() == 2).await;
     let list = s.registry.list();
     let dedicated = list.iter().find(|i| !i.shared).unwrap().id;
     let shared = list.iter().find(|i| i.shared).unwrap().id;
-    assert_eq!(s.registry.open_server(&dedicated).unwrap_err(), OpenError::NotShared);
+    assert_eq!(s.registry.open_server(&dedicated).await.unwrap_err(), OpenError::NotShared);
 
     // From another task: write, read (with len), timeout, end.
     let registry = s.registry.clone();
     let worker = tokio::spawn(async move {
-        let h = registry.open_server(&shared).unwrap();
+        let h = registry.open_server(&shared).await.unwrap();
         h.write("hello from elsewhere").await.unwrap();
         assert!(h.read(5, Duration::from_millis(100)).await.unwrap_err().is_timeout());
         let first = h.read(5, T).await.unwrap();
@@ -348,7 +348,7 @@ async fn open_server_not_found_not_shared_and_shared() {
     }
     assert_eq!(worker.await.unwrap(), ("reply".to_string(), " text".to_string()));
     wait_until("on_post_server", || counter.posts.load(Ordering::SeqCst) == 1).await;
-    assert_eq!(s.registry.open_server(&shared).unwrap_err(), OpenError::NotFound);
+    assert_eq!(s.registry.open_server(&shared).await.unwrap_err(), OpenError::NotFound);
 }
 
 #[tokio::test]
@@ -383,8 +383,8 @@ async fn broadcast_reaches_every_socket_and_graceful_shutdown_closes_with_1001()
     wait_until("registration", || s.registry.len() == 5).await;
     assert_eq!(s.registry.broadcast_all("to everyone"), 5);
     let ids: Vec<WebSocketId> = s.registry.list().into_iter().map(|i| i.id).collect();
-    assert!(s.registry.subscribe(&ids[0], "room"));
-    assert!(s.registry.subscribe(&ids[1], "room"));
+    assert!(s.registry.subscribe(&ids[0], "room").await);
+    assert!(s.registry.subscribe(&ids[1], "room").await);
     assert_eq!(s.registry.publish("room", "to the room"), 2);
     for c in clients.iter_mut() {
         assert_eq!(c.read(0, T).await.unwrap().as_text(), Some("to everyone"));

@@ -6,10 +6,9 @@
 //! - chat:     ws://127.0.0.1:8080/csp/user/Chat.Server.cls?room=default
 //! - detached: ws://127.0.0.1:8080/csp/user/MyApp.Detached.cls
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use examples::chat::{ChatServer, ChatState, PAGE};
+use examples::chat::{ChatServer, PAGE};
 use examples::detached::{Detached, worker};
 use examples::echo::MyWebSocketServer;
 use ws_server::Server;
@@ -28,11 +27,10 @@ async fn main() -> std::io::Result<()> {
     let echo_timeout = secs("--echo-timeout", 10.0);
     let detached_delay = secs("--detached-delay", 1.0);
 
-    let chat = Arc::new(ChatState::default());
     let (ids, id_queue) = tokio::sync::mpsc::unbounded_channel();
     let server = Server::builder()
         .class("user", "MyApp.MyWebSocketServer", move || MyWebSocketServer { timeout: echo_timeout })
-        .class("user", "Chat.Server", move || ChatServer::new(chat.clone()))
+        .class("user", "Chat.Server", ChatServer::default)
         .class("user", "MyApp.Detached", move || Detached::new(ids.clone()))
         .page("/", "text/html; charset=utf-8", PAGE)
         .bind(&addr)
