@@ -11,6 +11,8 @@ use ws_session::{DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message, WebSock
 use crate::mailbox::{Command, Mailbox};
 use crate::{Registry, SharedHandle, WebSocketId};
 
+// The dedicated socket is the hot path: kept inline rather than boxed.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     /// Owned by this task: reads and writes go straight to the stream.
     Dedicated { ws: WebSocket<TcpStream>, mailbox: Arc<Mailbox> },

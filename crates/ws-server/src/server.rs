@@ -355,8 +355,7 @@ async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<
         tracing::info!(origin = ?request.origin(), "origin refused");
         return respond(&mut stream, 403, &[], "origin not allowed\n").await;
     }
-    drop(parsed);
-    drop(headers);
+    drop(headers); // ends the borrow of `buf` by the parsed request
     let leftover = buf.split_off(head_len);
     upgrade(stream, shared.clone(), route, request, key, session_id, cookie_header, leftover).await;
 }
