@@ -2,7 +2,8 @@
 # The project's test command (README: "Run the tests"). Every step must pass.
 # Tools it expects (.ci/run installs them): rustfmt/clippy, the nightly toolchain with
 # cargo-fuzz, Autobahn's wstest ($AUTOBAHN_VENV), Python with `websockets` ($INTEROP_PYTHON),
-# Node with `ws` (ci/interop/node_modules).
+# Node with `ws` (ci/interop/node_modules), Chromium and playwright-core (ci/browser),
+# redis-server (the ws-cluster tests start their own on a free loopback port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,9 @@ bash ci/autobahn.sh both
 
 step "Interop: Python websockets and Node ws against autobahn-server"
 bash ci/interop.sh
+
+step "Browser: the chat page in headless Chromium"
+bash ci/browser.sh
 
 step "Fuzz smoke (${FUZZ_SECONDS:-30} s per target)"
 bash ci/fuzz-smoke.sh
