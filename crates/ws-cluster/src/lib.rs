@@ -42,6 +42,8 @@
 //! smaller dependency tree for these features.
 
 mod node;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod wire;
 
 pub use node::{ClusterConfig, ClusterNode};

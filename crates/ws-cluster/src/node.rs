@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use ws_server::{
-    Cluster, CloseCode, Error, Member, Message, OpenError, PresenceEvent, Registry, RemoteSocket, SharedHandle,
-    SocketInfo, WebSocketId,
+    CloseCode, Cluster, Error, Member, Message, OpenError, PresenceEvent, Registry, RemoteSocket,
+    SharedHandle, SocketInfo, WebSocketId,
 };
 
 use crate::wire;
@@ -129,7 +129,10 @@ impl ClusterNode {
         });
         node.heartbeat_once().await;
         if !registry.set_cluster(node.clone()) {
-            return Err(redis::RedisError::from((redis::ErrorKind::Client, "registry already has a cluster")));
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "registry already has a cluster",
+            )));
         }
         let (ready_tx, ready_rx) = oneshot::channel();
         let tasks = vec![
@@ -157,7 +160,8 @@ impl ClusterNode {
         for socket in node.registry.snapshot() {
             let _: Result<(), _> = redis.del(node.key(&format!("sock:{}", socket.info.id))).await;
             for (room, _) in socket.rooms {
-                let _: Result<(), _> = redis.hdel(node.key(&format!("room:{room}")), socket.info.id.to_string()).await;
+                let _: Result<(), _> =
+                    redis.hdel(node.key(&format!("room:{room}")), socket.info.id.to_string()).await;
             }
         }
         let _: Result<(), _> = redis.del(node.key(&format!("node:{}", node.id))).await;
@@ -259,7 +263,8 @@ impl Node {
                 Ok(pubsub) => {
                     let (mut sink, mut stream) = pubsub.split();
                     let mut channels = vec![self.inbox_channel(&self.id), self.presence_channel()];
-                    let rooms: Vec<String> = self.local_rooms.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+                    let rooms: Vec<String> =
+                        self.local_rooms.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
                     channels.extend(rooms.iter().map(|r| self.room_channel(r)));
                     if let Err(e) = sink.subscribe(&channels).await {
                         tracing::warn!(node = %self.id, error = %e, "subscribing failed");
@@ -326,7 +331,9 @@ impl Node {
     }
 
     fn on_message(self: Arc<Self>, channel: &str, payload: &[u8]) {
-        let Some(rest) = channel.strip_prefix(&self.config.prefix).and_then(|r| r.strip_prefix(':')) else { return };
+        let Some(rest) = channel.strip_prefix(&self.config.prefix).and_then(|r| r.strip_prefix(':')) else {
+            return;
+        };
         if let Some(room) = rest.strip_prefix("ch:room:") {
             // `origin\nframe`: skip our own publications, already delivered locally.
             let Some(nl) = payload.iter().position(|&b| b == b'\n') else { return };
@@ -359,7 +366,9 @@ impl Node {
         if event["node"].as_str() == Some(self.id.as_str()) {
             return;
         }
-        let (Some(room), Some(id)) = (event["room"].as_str(), event["id"].as_str().and_then(|i| i.parse().ok())) else {
+        let (Some(room), Some(id)) =
+            (event["room"].as_str(), event["id"].as_str().and_then(|i| i.parse().ok()))
+        else {
             return;
         };
         let member = || Member {
@@ -390,8 +399,20 @@ impl Node {
         let id: Option<WebSocketId> = header["id"].as_str().and_then(|i| i.parse().ok());
         let handle = match id.map(|id| self.registry.open_local(&id)) {
             Some(Ok(h)) => h,
-            Some(Err(OpenError::NotShared)) => return self.reply(from, json!({ "t": "rep", "req": req, "ok": false, "err": "notshared" }), &[]),
-            _ => return self.reply(from, json!({ "t": "rep", "req": req, "ok": false, "err": "notfound" }), &[]),
+            Some(Err(OpenError::NotShared)) => {
+                return self.reply(
+                    from,
+                    json!({ "t": "rep", "req": req, "ok": false, "err": "notshared" }),
+                    &[],
+                );
+            }
+            _ => {
+                return self.reply(
+                    from,
+                    json!({ "t": "rep", "req": req, "ok": false, "err": "notfound" }),
+                    &[],
+                );
+            }
         };
         let ok = json!({ "t": "rep", "req": req, "ok": true });
         match header["op"].as_str() {
@@ -400,7 +421,11 @@ impl Node {
                     Ok(()) => self.reply(from, ok, &[]),
                     Err(e) => self.reply(from, wire::error_header(req, &e), &[]),
                 },
-                None => self.reply(from, json!({ "t": "rep", "req": req, "ok": false, "err": "closed", "code": 1007 }), &[]),
+                None => self.reply(
+                    from,
+                    json!({ "t": "rep", "req": req, "ok": false, "err": "closed", "code": 1007 }),
+                    &[],
+                ),
             },
             Some("read") => {
                 let len = header["len"].as_u64().unwrap_or(0) as usize;
@@ -430,7 +455,13 @@ impl Node {
     }
 
     /// Sends a request to `node` and waits for its answer (bounded by `wait`).
-    async fn request(&self, node: &str, mut header: Value, body: &[u8], wait: Duration) -> Result<(Value, Bytes), Error> {
+    async fn request(
+        &self,
+        node: &str,
+        mut header: Value,
+        body: &[u8],
+        wait: Duration,
+    ) -> Result<(Value, Bytes), Error> {
         let req = self.next_request.fetch_add(1, Ordering::Relaxed);
         header["t"] = json!("req");
         header["req"] = json!(req);
@@ -506,7 +537,10 @@ impl Cluster for Node {
         let mut redis = self.redis.clone();
         self.note("unregister", redis.del::<_, ()>(self.key(&format!("sock:{id}"))).await);
         for room in rooms {
-            self.note("leave", redis.hdel::<_, _, ()>(self.key(&format!("room:{room}")), id.to_string()).await);
+            self.note(
+                "leave",
+                redis.hdel::<_, _, ()>(self.key(&format!("room:{room}")), id.to_string()).await,
+            );
             self.announce_presence("leave", room, id, None);
             self.count_room(room, -1).await;
         }
@@ -537,7 +571,8 @@ impl Cluster for Node {
 
     async fn open_remote(&self, id: &WebSocketId) -> Result<SharedHandle, OpenError> {
         let mut redis = self.redis.clone();
-        let entry: Option<String> = self.note("lookup", redis.get(self.key(&format!("sock:{id}"))).await).flatten();
+        let entry: Option<String> =
+            self.note("lookup", redis.get(self.key(&format!("sock:{id}"))).await).flatten();
         let entry = entry.ok_or(OpenError::NotFound)?;
         let (node, shared) = entry.split_once(' ').ok_or(OpenError::NotFound)?;
         if node == self.id {
@@ -556,13 +591,19 @@ impl Cluster for Node {
 
     async fn room_members(&self, room: &str) -> Option<Vec<Member>> {
         let mut redis = self.redis.clone();
-        let entries: HashMap<String, String> = self.note("members", redis.hgetall(self.key(&format!("room:{room}"))).await)?;
+        let entries: HashMap<String, String> =
+            self.note("members", redis.hgetall(self.key(&format!("room:{room}"))).await)?;
         let mut parsed = Vec::new();
         for (id, value) in entries {
             let mut parts = value.splitn(3, ' ');
-            let (Some(node), Some(since), label) = (parts.next(), parts.next(), parts.next()) else { continue };
+            let (Some(node), Some(since), label) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
             let (Ok(id), Ok(since)) = (id.parse::<WebSocketId>(), since.parse::<u64>()) else { continue };
-            parsed.push((node.to_string(), Member { id, label: label.unwrap_or("").to_string(), since_ms: since }));
+            parsed.push((
+                node.to_string(),
+                Member { id, label: label.unwrap_or("").to_string(), since_ms: since },
+            ));
         }
         let mut nodes: Vec<String> = parsed.iter().map(|(n, _)| n.clone()).collect();
         nodes.sort();

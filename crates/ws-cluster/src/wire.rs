@@ -41,7 +41,9 @@ pub(crate) fn error_header(req: u64, e: &Error) -> Value {
         Error::Closed { code, reason } => {
             json!({ "t": "rep", "req": req, "ok": false, "err": "closed", "code": code.0, "reason": reason })
         }
-        other => json!({ "t": "rep", "req": req, "ok": false, "err": "closed", "code": other.close_code().map_or(1006, |c| c.0), "reason": other.to_string() }),
+        other => {
+            json!({ "t": "rep", "req": req, "ok": false, "err": "closed", "code": other.close_code().map_or(1006, |c| c.0), "reason": other.to_string() })
+        }
     }
 }
 
@@ -69,7 +71,10 @@ mod tests {
         let (h, p) = split(&raw).unwrap();
         assert_eq!(h["op"], "write");
         assert_eq!(p, payload);
-        assert_eq!(message_from(h["kind"].as_str(), p), Some(Message::Binary(Bytes::copy_from_slice(&payload))));
+        assert_eq!(
+            message_from(h["kind"].as_str(), p),
+            Some(Message::Binary(Bytes::copy_from_slice(&payload)))
+        );
         assert_eq!(message_from(Some("text"), &[0xff]), None);
         let e = error_from(&error_header(1, &Error::Closed { code: CloseCode(4001), reason: "bye".into() }));
         assert!(matches!(e, Error::Closed { code: CloseCode(4001), ref reason } if reason == "bye"));

@@ -2,6 +2,9 @@
 //!
 //! `cargo run --release -p examples --bin demo [-- --addr 127.0.0.1:8080 --echo-timeout 10]`
 //! then open http://127.0.0.1:8080/ (the chat; `?room=NAME` for another room).
+//! With `--redis redis://127.0.0.1:6379` the node joins a cluster: several demos sharing one
+//! Redis serve one chat (rooms and user lists span the nodes) and reach each other's shared
+//! sockets.
 //! - echo:     ws://127.0.0.1:8080/csp/user/MyApp.MyWebSocketServer.cls
 //! - chat:     ws://127.0.0.1:8080/csp/user/Chat.Server.cls?room=default
 //! - detached: ws://127.0.0.1:8080/csp/user/MyApp.Detached.cls
@@ -11,7 +14,8 @@ use std::time::Duration;
 use examples::chat::{ChatServer, PAGE};
 use examples::detached::{Detached, worker};
 use examples::echo::MyWebSocketServer;
-use ws_server::Server;
+use ws_cluster::{ClusterConfig, ClusterNode};
+use ws_server::{Registry, Server};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -29,8 +33,16 @@ async fn main() -> std::io::Result<()> {
     let echo_timeout = secs("--echo-timeout", 10.0);
     let detached_delay = secs("--detached-delay", 1.0);
 
+    let registry = Registry::new();
+    let cluster = match examples::arg_value("--redis") {
+        Some(url) => Some(
+            ClusterNode::join(&registry, ClusterConfig::new(&url)).await.map_err(std::io::Error::other)?,
+        ),
+        None => None,
+    };
     let (ids, id_queue) = tokio::sync::mpsc::unbounded_channel();
     let server = Server::builder()
+        .registry(registry)
         .class("user", "MyApp.MyWebSocketServer", move || MyWebSocketServer { timeout: echo_timeout })
         .class("user", "Chat.Server", ChatServer::default)
         .class("user", "MyApp.Detached", move || Detached::new(ids.clone()))
@@ -46,6 +58,9 @@ async fn main() -> std::io::Result<()> {
     // Stop accepting, close every socket with 1001, wait (bounded) for them.
     let left = shutdown.shutdown().await;
     tracing::info!(left, "shut down");
+    if let Some(cluster) = cluster {
+        cluster.leave().await;
+    }
     let _ = running.await;
     Ok(())
 }
