@@ -2,6 +2,7 @@
 //! timeout ([`echo`]), a chat with rooms ([`chat`]), and a detached (shared) socket driven from
 //! another task ([`detached`]). The `demo` binary serves all three and the chat page.
 
+pub mod broadcast;
 pub mod chat;
 pub mod detached;
 pub mod echo;

@@ -8,6 +8,7 @@
 //! - echo:     ws://127.0.0.1:8080/csp/user/MyApp.MyWebSocketServer.cls
 //! - chat:     ws://127.0.0.1:8080/csp/user/Chat.Server.cls?room=default
 //! - detached: ws://127.0.0.1:8080/csp/user/MyApp.Detached.cls
+//! - broadcast (for the load benchmark): ws://127.0.0.1:8080/csp/user/Bench.Broadcast.cls
 
 use std::time::Duration;
 
@@ -46,6 +47,7 @@ async fn main() -> std::io::Result<()> {
         .class("user", "MyApp.MyWebSocketServer", move || MyWebSocketServer { timeout: echo_timeout })
         .class("user", "Chat.Server", ChatServer::default)
         .class("user", "MyApp.Detached", move || Detached::new(ids.clone()))
+        .class("user", "Bench.Broadcast", examples::broadcast::Broadcast::default)
         .page("/", "text/html; charset=utf-8", PAGE)
         .bind(&addr)
         .await?;
