@@ -268,6 +268,24 @@ impl Connection {
         }
     }
 
+    /// Does `input` (the bytes not yet consumed by [`poll_event`](Connection::poll_event))
+    /// hold at least one complete frame? Lets an adapter batch its writes while more input
+    /// is already waiting to be processed.
+    pub fn has_complete_frame(&self, input: &[u8]) -> bool {
+        if self.failed.is_some() || self.close_received.is_some() {
+            return false;
+        }
+        match self.frame {
+            Some(frame) => input.len() >= frame.len,
+            None => match FrameHeader::parse(input) {
+                Ok(HeaderParse::Complete { header, header_len }) => {
+                    (input.len() - header_len) as u64 >= header.payload_len
+                }
+                _ => false,
+            },
+        }
+    }
+
     fn is_text_payload(&self, opcode: OpCode) -> bool {
         match opcode {
             OpCode::Text => true,
@@ -448,6 +466,24 @@ impl Connection {
         encode_close_payload(frame, &mut body);
         self.write_frame(OpCode::Close, true, &body);
         self.close_sent = true;
+        Ok(())
+    }
+
+    /// Queues only the header of an unfragmented, unmasked message of `len` bytes (server
+    /// role): the caller sends the payload itself right after what [`output`] holds, e.g. as
+    /// a second buffer in a vectored write, so a large payload is never copied.
+    ///
+    /// [`output`]: Connection::output
+    pub fn send_header_only(&mut self, kind: MessageKind, len: usize) -> Result<(), SendError> {
+        self.check_can_send()?;
+        if self.sending.is_some() || self.role != Role::Server {
+            return Err(SendError::FragmentOrder);
+        }
+        let opcode = match kind {
+            MessageKind::Text => OpCode::Text,
+            MessageKind::Binary => OpCode::Binary,
+        };
+        FrameHeader { fin: true, rsv: 0, opcode, mask: None, payload_len: len as u64 }.encode(&mut self.out);
         Ok(())
     }
 

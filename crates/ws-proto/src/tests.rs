@@ -278,6 +278,19 @@ fn unfragmented_message_is_not_copied() {
 }
 
 #[test]
+fn header_only_then_payload_equals_a_whole_frame() {
+    let payload = vec![b'x'; 300];
+    let mut whole = server();
+    whole.send_text(core::str::from_utf8(&payload).unwrap()).unwrap();
+    let mut split = server();
+    split.send_header_only(MessageKind::Text, payload.len()).unwrap();
+    let mut wire = split.take_output().to_vec();
+    wire.extend_from_slice(&payload);
+    assert_eq!(wire, &whole.take_output()[..]);
+    assert_eq!(client().send_header_only(MessageKind::Text, 3), Err(SendError::FragmentOrder));
+}
+
+#[test]
 fn broadcast_frame_encoded_once() {
     let frame = encode_server_frame(MessageKind::Text, b"hi all");
     let mut c = client();

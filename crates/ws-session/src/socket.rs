@@ -1,7 +1,8 @@
 //! `WebSocket`: one connection's reads, writes, timers and closing handshake.
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -9,7 +10,13 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
-use ws_proto::{CloseCode, Connection, Event, ProtocolError, Role, SendError, Utf8Bytes};
+use ws_proto::{CloseCode, Connection, Event, MessageKind, ProtocolError, Role, SendError, Utf8Bytes};
+
+/// Payloads at least this large are written from their own buffer (vectored), not copied.
+const SHARE_PAYLOAD_MIN: usize = 2048;
+
+/// While more input waits, replies are held back (and written together) up to this much.
+const COALESCE_MAX: usize = 64 << 10;
 
 use crate::{Config, DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error};
 
@@ -114,6 +121,10 @@ pub struct WebSocket<S> {
     stream: S,
     conn: Connection,
     rbuf: BytesMut,
+    /// Output queued ahead of `conn.output()`: frame heads and large payloads shared
+    /// without copying, written together with one vectored write.
+    segments: VecDeque<Bytes>,
+    segments_len: usize,
     /// The unread rest of a message after a `read` with a short `len`.
     partial: Option<Message>,
     config: Config,
@@ -130,7 +141,7 @@ impl<S> std::fmt::Debug for WebSocket<S> {
             .field("role", &self.conn.role())
             .field("state", &self.conn.state())
             .field("protocol", &self.protocol)
-            .field("buffered_amount", &self.conn.output_len())
+            .field("buffered_amount", &(self.conn.output_len() + self.segments_len))
             .finish_non_exhaustive()
     }
 }
@@ -162,6 +173,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             stream,
             conn: Connection::new(role, config.protocol.clone()),
             rbuf: leftover,
+            segments: VecDeque::new(),
+            segments_len: 0,
             partial: None,
             config,
             binary_data: false,
@@ -204,7 +217,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Bytes queued but not yet written to the transport (the browser's `bufferedAmount`).
     pub fn buffered_amount(&self) -> usize {
-        self.conn.output_len()
+        self.conn.output_len() + self.segments_len
     }
 
     /// Is the connection over (closed by either side, or dead)?
@@ -256,6 +269,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// IRIS `Write`: sends one text message, or a binary one when `binary_data` is set.
+    ///
+    /// The message is written before `write` returns unless the peer is slow (then it stays
+    /// queued, see [`buffered_amount`](WebSocket::buffered_amount)) or more input is already
+    /// waiting: replies to pipelined messages are held back and written together by the next
+    /// `read` (or [`flush`](WebSocket::flush)).
     pub async fn write(&mut self, data: &str) -> Result<(), Error> {
         let sent =
             if self.binary_data { self.conn.send_binary(data.as_bytes()) } else { self.conn.send_text(data) };
@@ -268,19 +286,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.after_send(sent).await
     }
 
-    /// Sends a message of either kind.
+    /// Sends a message of either kind. A large payload (from a received message, say) is
+    /// written from its own buffer, not copied, when this end is the server.
     pub async fn write_message(&mut self, msg: &Message) -> Result<(), Error> {
-        let sent = match msg {
-            Message::Text(t) => self.conn.send_text(t),
-            Message::Binary(b) => self.conn.send_binary(b),
+        let sent = if msg.len() >= SHARE_PAYLOAD_MIN && self.conn.role() == Role::Server {
+            let (kind, payload) = match msg {
+                Message::Text(t) => (MessageKind::Text, t.as_bytes().clone()),
+                Message::Binary(b) => (MessageKind::Binary, b.clone()),
+            };
+            self.conn.send_header_only(kind, payload.len()).map(|()| {
+                let head = self.conn.take_output().freeze();
+                self.push_segment(head);
+                self.push_segment(payload);
+            })
+        } else {
+            match msg {
+                Message::Text(t) => self.conn.send_text(t),
+                Message::Binary(b) => self.conn.send_binary(b),
+            }
         };
         self.after_send(sent).await
     }
 
+    fn push_segment(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.segments_len += bytes.len();
+            self.segments.push_back(bytes);
+        }
+    }
+
     /// Sends frames encoded once for many sockets with [`ws_proto::encode_server_frame`]
     /// (server role only).
-    pub async fn write_encoded(&mut self, frames: &[u8]) -> Result<(), Error> {
-        let sent = self.conn.send_encoded(frames);
+    /// Large frames are queued as they are (shared, not copied).
+    pub async fn write_encoded(&mut self, frames: &Bytes) -> Result<(), Error> {
+        let sent = if frames.len() >= SHARE_PAYLOAD_MIN {
+            // Checks the state and queues nothing; the frames follow what is queued.
+            self.conn.send_encoded(&[]).map(|()| {
+                let head = self.conn.take_output().freeze();
+                self.push_segment(head);
+                self.push_segment(frames.clone());
+            })
+        } else {
+            self.conn.send_encoded(frames)
+        };
         self.after_send(sent).await
     }
 
@@ -347,7 +395,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             });
         }
         let bound = self.config.max_write_buffer;
-        if let Poll::Ready(Err(e)) = poll_fn(|cx| Poll::Ready(self.poll_write_out(cx, 0))).await {
+        // With a complete frame already waiting, the caller will read again at once, and the
+        // read writes the queued output before it waits: replies to pipelined messages go out
+        // together in one write instead of one system call each.
+        let more_input = self.conn.has_complete_frame(&self.rbuf);
+        if (!more_input || self.buffered_amount() > COALESCE_MAX)
+            && let Poll::Ready(Err(e)) = poll_fn(|cx| Poll::Ready(self.poll_write_out(cx, 0))).await
+        {
             return Err(self.died(e));
         }
         if self.buffered_amount() > bound {
@@ -370,24 +424,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Writes queued output until at most `limit` bytes remain (then flushes the stream).
+    /// Segments and the output buffer go out together in one vectored write.
     fn poll_write_out(&mut self, cx: &mut Context<'_>, limit: usize) -> Poll<io::Result<()>> {
-        let out = self.conn.output();
-        while out.len() > limit {
-            match Pin::new(&mut self.stream).poll_write(cx, out) {
+        while self.buffered_amount() > limit {
+            let out = self.conn.output();
+            let written = if self.segments.is_empty() {
+                Pin::new(&mut self.stream).poll_write(cx, out)
+            } else {
+                let mut slices: [IoSlice<'_>; 16] = [IoSlice::new(&[]); 16];
+                let mut n = 0;
+                for seg in self.segments.iter().take(15) {
+                    slices[n] = IoSlice::new(seg);
+                    n += 1;
+                }
+                if n == self.segments.len() && !out.is_empty() {
+                    slices[n] = IoSlice::new(out);
+                    n += 1;
+                }
+                Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..n])
+            };
+            match written {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => out.advance(n),
+                Poll::Ready(Ok(n)) => self.advance_output(n),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
         }
-        if out.is_empty() {
-            // Give back an output buffer that grew large for one big message.
-            if out.capacity() > self.config.read_chunk * 4 {
-                *out = BytesMut::new();
-            }
+        if self.buffered_amount() == 0 {
             return Pin::new(&mut self.stream).poll_flush(cx);
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Drops `n` written bytes from the front of the queued output.
+    fn advance_output(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.segments.front_mut() else { break };
+            if n >= front.len() {
+                n -= front.len();
+                self.segments_len -= front.len();
+                self.segments.pop_front();
+            } else {
+                front.advance(n);
+                self.segments_len -= n;
+                return;
+            }
+        }
+        self.conn.output().advance(n);
     }
 
     /// Reads more bytes into the read buffer, writing queued output meanwhile.
@@ -398,7 +481,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.rbuf.capacity() - self.rbuf.len() < self.config.read_chunk / 4 {
             self.rbuf.reserve(self.config.read_chunk);
         }
-        match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf) {
+        let polled = tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf);
+        if polled.is_pending() && self.rbuf.is_empty() {
+            // Idle: hold no buffers while waiting (an idle connection costs little memory);
+            // they are taken again when bytes arrive.
+            self.rbuf = BytesMut::new();
+            if self.buffered_amount() == 0 {
+                self.conn.shrink_idle();
+            }
+        }
+        match polled {
             Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
             Poll::Ready(Ok(_)) => {
                 if self.config.keepalive_interval.is_some() || self.config.idle_timeout.is_some() {
@@ -548,6 +640,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.partial = None;
         if self.ended.is_some() {
             self.conn.output().clear();
+            self.segments.clear();
+            self.segments_len = 0;
         }
         self.conn.shrink_idle();
     }
