@@ -277,11 +277,13 @@ impl ShutdownHandle {
     }
 }
 
-async fn respond(stream: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: &str) {
+/// Answers with an HTTP error and closes; the connection ends there (`None`).
+async fn respond<T>(stream: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: &str) -> Option<T> {
     let mut out = Vec::with_capacity(256 + body.len());
     ws_proto::write_error_response(&mut out, status, headers, body);
     let _ = stream.write_all(&out).await;
     let _ = stream.shutdown().await;
+    None
 }
 
 fn session_cookie(name: &str, id: &str) -> String {
@@ -296,7 +298,28 @@ fn class_from_path(path: &str) -> Option<(&str, &str)> {
     (!app.is_empty() && !class.is_empty()).then_some((app, class))
 }
 
-async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// What the handshake hands over to the live socket: only what the socket needs from then
+/// on (the request, its buffers and headers are freed with the handshake's future).
+struct Accepted {
+    ws: WebSocket<TcpStream>,
+    instance: Box<dyn WebSocketServer>,
+    id: WebSocketId,
+    class: Arc<str>,
+    session_id: Arc<str>,
+    shared: bool,
+}
+
+async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    // The handshake runs in its own heap-allocated future: its state (request buffer,
+    // headers, parsed request) does not enlarge this task for the socket's whole life.
+    let accepted = Box::pin(handshake(stream, peer, &shared)).await;
+    if let Some(accepted) = accepted {
+        run_socket(accepted, &shared).await;
+    }
+}
+
+/// Reads and answers the request: a page, an error, or (after `on_pre_server`) the 101.
+async fn handshake(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) -> Option<Accepted> {
     let _ = stream.set_nodelay(true);
     let config = &shared.config;
     let limits = HeadLimits {
@@ -315,7 +338,7 @@ async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<
             tracing::debug!(%peer, "request not received in time: dropped");
             return respond(&mut stream, 408, &[], "request timeout\n").await;
         }
-        Err(HeadError::Closed) => return,
+        Err(HeadError::Closed) => return None,
     };
     let mut headers = vec![httparse::EMPTY_HEADER; config.max_headers];
     let mut parsed = httparse::Request::new(&mut headers);
@@ -332,7 +355,8 @@ async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<
         if new_session { &[("Set-Cookie", set_cookie.as_str())] } else { &[] };
 
     if !request.is_upgrade() {
-        return serve_page(&mut stream, &shared, &request, cookie_header).await;
+        serve_page(&mut stream, shared, &request, cookie_header).await;
+        return None;
     }
     let route = match class_from_path(&request.path) {
         Some((app, class)) => shared.classes.get(&(app.to_string(), class.to_string())),
@@ -348,7 +372,7 @@ async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<
             e.write_response(&mut out);
             let _ = stream.write_all(&out).await;
             let _ = stream.shutdown().await;
-            return;
+            return None;
         }
     };
     if !shared.origins.allows(request.origin()) {
@@ -357,57 +381,15 @@ async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<
     }
     drop(headers); // ends the borrow of `buf` by the parsed request
     let leftover = buf.split_off(head_len);
-    upgrade(stream, shared.clone(), route, request, key, session_id, cookie_header, leftover).await;
-}
 
-async fn serve_page(
-    stream: &mut TcpStream,
-    shared: &Shared,
-    request: &Request,
-    cookie_header: &[(&str, &str)],
-) {
-    let Some(page) = shared.pages.get(&request.path) else {
-        return respond(stream, 404, &[], "not found\n").await;
-    };
-    if request.method != "GET" && request.method != "HEAD" {
-        return respond(stream, 405, &[("Allow", "GET, HEAD")], "method not allowed\n").await;
-    }
-    let mut head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n",
-        page.content_type,
-        page.body.len()
-    );
-    for (name, value) in cookie_header {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = stream.write_all(head.as_bytes()).await;
-    if request.method == "GET" {
-        let _ = stream.write_all(&page.body).await;
-    }
-    let _ = stream.shutdown().await;
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn upgrade(
-    mut stream: TcpStream,
-    shared: Arc<Shared>,
-    route: Route,
-    request: Request,
-    key: Vec<u8>,
-    session_id: Arc<str>,
-    cookie_header: &[(&str, &str)],
-    leftover: BytesMut,
-) {
     let id = WebSocketId::new();
-    let registry = shared.registry.clone();
     let mut instance = (route.factory)();
     let offered: Vec<String> = request.protocols().into_iter().map(String::from).collect();
     let mut pre = PreServer {
         request,
         web_socket_id: id,
         session_id: session_id.clone(),
-        registry: registry.clone(),
+        registry: shared.registry.clone(),
         shared: false,
         protocol: None,
     };
@@ -426,17 +408,50 @@ async fn upgrade(
         }
         ok
     });
-    let is_shared = pre.shared;
     let mut response = Vec::with_capacity(256);
     ws_proto::write_accept_response(&mut response, &key, protocol.as_deref(), cookie_header);
-    if stream.write_all(&response).await.is_err() {
-        return;
-    }
+    stream.write_all(&response).await.ok()?;
     let ws = WebSocket::from_upgraded(stream, Role::Server, shared.config.socket.clone(), leftover, protocol);
-    let info =
-        SocketInfo { id, class: route.name.clone(), session_id: session_id.clone(), shared: is_shared };
+    Some(Accepted { ws, instance, id, class: route.name.clone(), session_id, shared: pre.shared })
+}
+
+async fn serve_page(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    request: &Request,
+    cookie_header: &[(&str, &str)],
+) {
+    let Some(page) = shared.pages.get(&request.path) else {
+        return respond::<()>(stream, 404, &[], "not found\n").await.unwrap_or(());
+    };
+    if request.method != "GET" && request.method != "HEAD" {
+        return respond::<()>(stream, 405, &[("Allow", "GET, HEAD")], "method not allowed\n")
+            .await
+            .unwrap_or(());
+    }
+    let mut head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n",
+        page.content_type,
+        page.body.len()
+    );
+    for (name, value) in cookie_header {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes()).await;
+    if request.method == "GET" {
+        let _ = stream.write_all(&page.body).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// The live socket: `server`, then the close, then `on_post_server`.
+async fn run_socket(accepted: Accepted, shared: &Shared) {
+    let Accepted { ws, mut instance, id, class, session_id, shared: is_shared } = accepted;
+    let registry = shared.registry.clone();
+    let info = SocketInfo { id, class: class.clone(), session_id: session_id.clone(), shared: is_shared };
     let mailbox = Arc::new(Mailbox::default());
-    tracing::info!(web_socket_id = %id, class = %route.name, shared = is_shared, "connection opened");
+    tracing::info!(web_socket_id = %id, class = %class, shared = is_shared, "connection opened");
 
     let (outcome, close) = if is_shared {
         let state = Arc::new(SharedState::default());
@@ -456,22 +471,22 @@ async fn upgrade(
             let _ = conn.end_server().await;
         }
         registry.remove(&id).await;
+        let close = conn.close_info().unwrap_or((CloseCode::ABNORMAL, String::new()));
         if let Some(mailbox) = conn.mailbox() {
-            let (code, reason) = conn.close_info().unwrap_or((CloseCode::ABNORMAL, String::new()));
-            refuse_all(mailbox.close(), code, &reason);
+            refuse_all(mailbox.close(), close.0, &close.1);
         }
-        (outcome, conn.close_info().unwrap_or((CloseCode::ABNORMAL, String::new())))
+        (outcome, close)
     };
     let (error, panicked) = match outcome {
         Ok(Ok(())) => (None, false),
         Ok(Err(e)) => (Some(e.to_string()), false),
         Err(panic) => {
             let message = panic_message(&panic);
-            tracing::error!(web_socket_id = %id, class = %route.name, panic = %message, "server panicked");
+            tracing::error!(web_socket_id = %id, class = %class, panic = %message, "server panicked");
             (Some(message), true)
         }
     };
-    tracing::info!(web_socket_id = %id, class = %route.name, code = %close.0, reason = %close.1, "connection closed");
+    tracing::info!(web_socket_id = %id, class = %class, code = %close.0, reason = %close.1, "connection closed");
     let post =
         PostServer { web_socket_id: id, session_id, shared: is_shared, close, error, panicked, registry };
     if let Err(panic) = CatchUnwind(instance.on_post_server(&post)).await {
