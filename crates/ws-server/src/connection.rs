@@ -11,11 +11,10 @@ use ws_session::{DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message, WebSock
 use crate::mailbox::{Command, Mailbox};
 use crate::{Registry, SharedHandle, WebSocketId};
 
-// The dedicated socket is the hot path: kept inline rather than boxed.
-#[allow(clippy::large_enum_variant)]
 enum Kind {
-    /// Owned by this task: reads and writes go straight to the stream.
-    Dedicated { ws: WebSocket<TcpStream>, mailbox: Arc<Mailbox> },
+    /// Owned by this task: reads and writes go straight to the stream. (Boxed: it keeps the
+    /// connection's task small, at the price of one pointer hop per call.)
+    Dedicated { ws: Box<WebSocket<TcpStream>>, mailbox: Arc<Mailbox> },
     /// Driven by the socket's own task, reached through a handle.
     Shared(SharedHandle),
 }
@@ -45,7 +44,7 @@ impl Connection {
         id: WebSocketId,
         session_id: Arc<str>,
         registry: Registry,
-        ws: WebSocket<TcpStream>,
+        ws: Box<WebSocket<TcpStream>>,
         mailbox: Arc<Mailbox>,
     ) -> Self {
         Connection { id, session_id, registry, binary_data: false, kind: Kind::Dedicated { ws, mailbox } }
@@ -128,13 +127,12 @@ impl Connection {
         let deadline = Instant::now() + timeout.min(Duration::from_secs(86400 * 365));
         loop {
             if mailbox.has_pending() {
-                run_commands(ws, mailbox).await?;
+                Box::pin(run_commands(ws, mailbox)).await?;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
-            tokio::select! {
-                biased;
-                read = ws.read(len, remaining) => return read,
-                _ = mailbox.notified() => {}
+            // Returns `None` when another task queued something for this socket.
+            if let Some(msg) = ws.read_interruptible(len, remaining, mailbox.interrupt()).await? {
+                return Ok(msg);
             }
         }
     }

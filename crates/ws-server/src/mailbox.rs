@@ -1,12 +1,15 @@
-//! How other tasks reach a socket: a small locked queue plus a `Notify`. It allocates nothing
-//! until something is sent, so an idle socket pays a few dozen bytes for it.
+//! How other tasks reach a socket: a small locked queue plus an [`Interrupt`] that wakes the
+//! socket's read. It allocates nothing until something is sent, so an idle socket pays a few
+//! dozen bytes for it.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ws_session::Interrupt;
+
 use bytes::Bytes;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use ws_proto::CloseCode;
 use ws_session::{Error, Message};
@@ -31,9 +34,8 @@ pub(crate) enum Command {
 #[derive(Default)]
 pub(crate) struct Mailbox {
     queue: Mutex<VecDeque<Command>>,
-    notify: Notify,
-    /// Set when something is queued, so the socket's hot path checks an atomic, not a lock.
-    pending: AtomicBool,
+    /// Raised when something is queued: the socket's hot path checks an atomic, not a lock.
+    interrupt: Interrupt,
     closed: AtomicBool,
 }
 
@@ -55,27 +57,31 @@ impl Mailbox {
                 return Err((PushError::Full, cmd));
             }
             q.push_back(cmd);
-            self.pending.store(true, Ordering::Release);
         }
-        self.notify.notify_one();
+        self.interrupt.raise();
         Ok(())
     }
 
     /// Is anything waiting? (cheap)
     pub(crate) fn has_pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire)
+        self.interrupt.is_raised()
+    }
+
+    /// What the socket's read watches.
+    pub(crate) fn interrupt(&self) -> &Interrupt {
+        &self.interrupt
     }
 
     /// Takes everything queued.
     pub(crate) fn take_all(&self) -> VecDeque<Command> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        self.pending.store(false, Ordering::Release);
+        self.interrupt.clear();
         std::mem::take(&mut *q)
     }
 
     /// Waits until something may have been queued.
     pub(crate) async fn notified(&self) {
-        self.notify.notified().await
+        self.interrupt.wait().await
     }
 
     /// Refuses further commands and returns what was still queued.

@@ -177,6 +177,7 @@ impl ServerBuilder {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            socket_config: Arc::new(self.config.socket.clone()),
             config: self.config,
             classes: self.classes,
             routes: self.routes,
@@ -192,6 +193,8 @@ impl ServerBuilder {
 
 struct Shared {
     config: ServerConfig,
+    /// `config.socket`, shared by every socket rather than copied into each.
+    socket_config: Arc<ws_session::Config>,
     classes: HashMap<(String, String), Route>,
     routes: HashMap<String, Route>,
     pages: HashMap<String, Page>,
@@ -301,7 +304,7 @@ fn class_from_path(path: &str) -> Option<(&str, &str)> {
 /// What the handshake hands over to the live socket: only what the socket needs from then
 /// on (the request, its buffers and headers are freed with the handshake's future).
 struct Accepted {
-    ws: WebSocket<TcpStream>,
+    ws: Box<WebSocket<TcpStream>>,
     instance: Box<dyn WebSocketServer>,
     id: WebSocketId,
     class: Arc<str>,
@@ -411,7 +414,13 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
     let mut response = Vec::with_capacity(256);
     ws_proto::write_accept_response(&mut response, &key, protocol.as_deref(), cookie_header);
     stream.write_all(&response).await.ok()?;
-    let ws = WebSocket::from_upgraded(stream, Role::Server, shared.config.socket.clone(), leftover, protocol);
+    let ws = Box::new(WebSocket::from_upgraded(
+        stream,
+        Role::Server,
+        shared.socket_config.clone(),
+        leftover,
+        protocol,
+    ));
     Some(Accepted { ws, instance, id, class: route.name.clone(), session_id, shared: pre.shared })
 }
 
@@ -455,28 +464,44 @@ async fn run_socket(accepted: Accepted, shared: &Shared) {
 
     let (outcome, close) = if is_shared {
         let state = Arc::new(SharedState::default());
-        registry.insert(info, mailbox.clone(), Some(state.clone())).await;
+        Box::pin(registry.insert(info, mailbox.clone(), Some(state.clone()))).await;
         let handle = SharedHandle::local(id, mailbox.clone(), state.clone());
         let mut conn = Connection::shared(id, session_id.clone(), registry.clone(), handle);
-        let driver = crate::shared::run(ws, mailbox, state.clone(), shared.config.session_timeout);
+        // Boxed: only shared sockets pay for the driver's state in their task.
+        let driver = Box::pin(crate::shared::run(*ws, mailbox, state.clone(), shared.config.session_timeout));
         let (_, outcome) = tokio::join!(driver, CatchUnwind(instance.server(&mut conn)));
-        registry.remove(&id).await;
+        Box::pin(registry.remove(&id)).await;
         let close = state.ended().unwrap_or((CloseCode::ABNORMAL, String::new()));
         (outcome, close)
     } else {
-        registry.insert(info, mailbox.clone(), None).await;
+        Box::pin(registry.insert(info, mailbox.clone(), None)).await;
         let mut conn = Connection::dedicated(id, session_id.clone(), registry.clone(), ws, mailbox);
         let outcome = CatchUnwind(instance.server(&mut conn)).await;
         if !conn.is_closed() {
-            let _ = conn.end_server().await;
+            let _ = Box::pin(conn.end_server()).await; // boxed: kept out of the idle task's size
         }
-        registry.remove(&id).await;
+        Box::pin(registry.remove(&id)).await;
         let close = conn.close_info().unwrap_or((CloseCode::ABNORMAL, String::new()));
         if let Some(mailbox) = conn.mailbox() {
             refuse_all(mailbox.close(), close.0, &close.1);
         }
         (outcome, close)
     };
+    // The ending runs once, in its own boxed future: it does not enlarge the idle task.
+    Box::pin(finish(instance, outcome, close, id, class, session_id, is_shared, registry)).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    mut instance: Box<dyn WebSocketServer>,
+    outcome: Result<Result<(), ws_session::Error>, Box<dyn Any + Send>>,
+    close: (CloseCode, String),
+    id: WebSocketId,
+    class: Arc<str>,
+    session_id: Arc<str>,
+    is_shared: bool,
+    registry: Registry,
+) {
     let (error, panicked) = match outcome {
         Ok(Ok(())) => (None, false),
         Ok(Err(e)) => (Some(e.to_string()), false),

@@ -13,10 +13,12 @@
 mod config;
 mod error;
 mod handshake;
+mod interrupt;
 mod socket;
 
 pub use config::{Config, DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT};
 pub use error::Error;
 pub use handshake::{ConnectOptions, Response, accept, accept_with, client_handshake, connect};
+pub use interrupt::Interrupt;
 pub use socket::{Message, WebSocket};
 pub use ws_proto::{CloseCode, CloseFrame, ProtocolError, Role, Utf8Bytes};

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -127,7 +128,7 @@ pub struct WebSocket<S> {
     segments_len: usize,
     /// The unread rest of a message after a `read` with a short `len`.
     partial: Option<Message>,
-    config: Config,
+    config: Arc<Config>,
     binary_data: bool,
     ended: Option<Ended>,
     last_rx: Instant,
@@ -150,13 +151,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Wraps a stream whose opening handshake is already done. `leftover` holds bytes read
     /// past the handshake (frames the peer sent right behind it). A client's masking keys are
     /// seeded from the operating system's random source.
+    /// `config` may be shared by many sockets (`Arc<Config>`) or given by value.
     pub fn from_upgraded(
         stream: S,
         role: Role,
-        mut config: Config,
+        config: impl Into<Arc<Config>>,
         leftover: BytesMut,
         protocol: Option<String>,
     ) -> Self {
+        let config: Arc<Config> = config.into();
+        let mut protocol_config = config.protocol.clone();
         if role == Role::Client {
             let mut seed = [0u8; 8];
             // Without OS randomness fall back to the clock: masking still works, it is only
@@ -167,11 +171,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     .unwrap_or(1)
                     .to_le_bytes();
             }
-            config.protocol.mask_seed = u64::from_le_bytes(seed);
+            protocol_config.mask_seed = u64::from_le_bytes(seed);
         }
         WebSocket {
             stream,
-            conn: Connection::new(role, config.protocol.clone()),
+            conn: Connection::new(role, protocol_config),
             rbuf: leftover,
             segments: VecDeque::new(),
             segments_len: 0,
@@ -255,6 +259,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let (first, rest) = msg.split_first(len);
         self.partial = rest;
         Ok(first)
+    }
+
+    /// Like [`read`](WebSocket::read), but returns `Ok(None)` as soon as `interrupt` is
+    /// raised by another task (and nothing is lost: the next read continues). The flag is
+    /// left raised for the caller to act on and clear.
+    pub async fn read_interruptible(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+        interrupt: &crate::Interrupt,
+    ) -> Result<Option<Message>, Error> {
+        let msg = match self.partial.take() {
+            Some(rest) => rest,
+            None => match self.next_event(deadline_after(timeout), Some(interrupt)).await? {
+                Some(msg) => msg,
+                None => return Ok(None),
+            },
+        };
+        if len == 0 {
+            return Ok(Some(msg));
+        }
+        let (first, rest) = msg.split_first(len);
+        self.partial = rest;
+        Ok(Some(first))
     }
 
     /// [`read`](WebSocket::read) with IRIS's defaults: 32656 characters, 86400 s.
@@ -507,10 +535,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The next data message, answering control frames on the way; ends the transport when
     /// the closing handshake completes or the peer breaks the protocol.
     async fn next_message(&mut self, deadline: Instant) -> Result<Message, Error> {
+        match self.next_event(deadline, None).await {
+            Ok(Some(msg)) => Ok(msg),
+            Ok(None) => Err(Error::Timeout), // not reached: no interrupt to raise
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next data message, or `None` once `interrupt` is raised.
+    async fn next_event(
+        &mut self,
+        deadline: Instant,
+        interrupt: Option<&crate::Interrupt>,
+    ) -> Result<Option<Message>, Error> {
         loop {
             match self.conn.poll_event(&mut self.rbuf) {
-                Ok(Some(Event::Text(t))) => return Ok(Message::Text(t)),
-                Ok(Some(Event::Binary(b))) => return Ok(Message::Binary(b)),
+                Ok(Some(Event::Text(t))) => return Ok(Some(Message::Text(t))),
+                Ok(Some(Event::Binary(b))) => return Ok(Some(Message::Binary(b))),
                 Ok(Some(Event::Ping(_))) => continue, // the Pong is queued; poll_fill sends it
                 Ok(Some(Event::Pong(_))) => {
                     self.ping_sent = None;
@@ -523,20 +564,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     };
                     tracing::debug!(%code, %reason, "peer closed");
                     self.ended = Some(Ended { code, reason });
-                    self.finish_transport().await;
+                    // Rare paths are boxed so they do not enlarge every waiting read.
+                    Box::pin(self.finish_transport()).await;
                     return Err(self.ended.as_ref().map(Ended::error).unwrap_or(Error::Timeout));
                 }
-                Err(error) => return Err(self.protocol_failure(error).await),
+                Err(error) => return Err(Box::pin(self.protocol_failure(error)).await),
                 Ok(None) => {}
             }
             if let Some(ended) = &self.ended {
                 return Err(ended.error());
             }
             let wake = self.next_timer(deadline);
-            match tokio::time::timeout_at(wake, poll_fn(|cx| self.poll_fill(cx))).await {
-                Ok(Ok(())) => {}
+            let fill = poll_fn(|cx| {
+                if let Some(interrupt) = interrupt {
+                    interrupt.register(cx.waker());
+                    if interrupt.is_raised() {
+                        return Poll::Ready(Ok(false));
+                    }
+                }
+                self.poll_fill(cx).map_ok(|()| true)
+            });
+            match tokio::time::timeout_at(wake, fill).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => return Ok(None),
                 Ok(Err(e)) => return Err(self.died(e)),
-                Err(_) => self.on_timer(deadline).await?,
+                Err(_) => Box::pin(self.on_timer(deadline)).await?,
             }
         }
     }

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Side-by-side load benchmark (issue 6): our servers against tokio-tungstenite and
+# fastwebsockets, same load (wsload), same run, with ratios.
+#
+#   bash benches/compare.sh            # ROUNDS=3 rounds of DURATION=10 s runs (~15 min)
+#   QUICK=1 bash benches/compare.sh    # 1 round of 2 s runs (~3 min), for a first look
+#
+# Builds everything in release, then for each scenario and round starts each server in turn
+# (fresh, on a free loopback port, pinned to CPU 0) and runs wsload against it (pinned to
+# CPU 1); the order of the servers rotates from round to round. Tables of medians over the
+# rounds go to stdout and target/bench/table.txt, the raw JSON lines to
+# target/bench/results.jsonl. Environment: ROUNDS, DURATION (s), WARMUP (s), QUICK=1,
+# JOBS (cargo -j, default 1), IDLE_CONNS (default 5000), BROADCAST_CONNS (default 10000),
+# SENDERS (default 10), ONLY (run only the scenarios whose name contains it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${QUICK:-0}" = 1 ]; then
+  ROUNDS="${ROUNDS:-1}" DURATION="${DURATION:-2}" WARMUP="${WARMUP:-0.5}"
+fi
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10}"
+WARMUP="${WARMUP:-1}"
+IDLE_CONNS="${IDLE_CONNS:-5000}"
+BROADCAST_CONNS="${BROADCAST_CONNS:-10000}"
+SENDERS="${SENDERS:-10}"
+ONLY="${ONLY:-}"
+T=target/release
+OUT=target/bench
+RESULTS="$OUT/results.jsonl"
+TABLE="$OUT/table.txt"
+
+# Each side of a run holds one socket per connection, plus a few.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" -lt $((BROADCAST_CONNS + 100)) ] || [ "$(ulimit -n)" -lt $((IDLE_CONNS + 100)) ]; then
+  echo "compare.sh: open-file limit $(ulimit -n) is too low for $BROADCAST_CONNS connections" >&2
+  exit 1
+fi
+if [ "$(nproc)" -ge 2 ]; then
+  SERVER_CPU=(taskset -c 0) LOAD_CPU=(taskset -c 1)
+else
+  echo "compare.sh: fewer than 2 CPUs, running unpinned (figures will be disturbed)" >&2
+  SERVER_CPU=() LOAD_CPU=()
+fi
+
+echo "== building (release)" >&2
+cargo build --release -j "${JOBS:-1}" -p examples -p benches --bins >&2
+
+mkdir -p "$OUT"
+: >"$RESULTS"
+
+# The servers: command line, echo path, broadcast path.
+server_cmd() {
+  case "$1" in
+    ours-demo) echo "$T/demo --echo-timeout 100000" ;;
+    ours-autobahn) echo "$T/autobahn-server" ;;
+    tungstenite) echo "$T/peer-tungstenite" ;;
+    fastwebsockets) echo "$T/peer-fastwebsockets" ;;
+    tungstenite-broadcast) echo "$T/peer-tungstenite-broadcast" ;;
+  esac
+}
+server_path() { # server mode
+  case "$1:$2" in
+    ours-demo:broadcast) echo /csp/user/Bench.Broadcast.cls ;;
+    ours-demo:*) echo /csp/user/MyApp.MyWebSocketServer.cls ;;
+    *) echo / ;;
+  esac
+}
+ECHO_SERVERS=(ours-demo ours-autobahn tungstenite fastwebsockets)
+BROADCAST_SERVERS=(ours-demo tungstenite-broadcast)
+
+# name|wsload arguments|label — the servers follow from --mode.
+SCENARIOS=(
+  "echo-100x20|--mode echo --connections 100 --size 20|echo 100 connections x 20 B, 1 in flight"
+  "echo-1000x20|--mode echo --connections 1000 --size 20|echo 1000 connections x 20 B, 1 in flight"
+  "echo-100x16k|--mode echo --connections 100 --size 16384|echo 100 connections x 16 KiB, 1 in flight"
+  "echo-100x20-k10|--mode echo --connections 100 --size 20 --inflight 10|echo 100 connections x 20 B, 10 in flight"
+  "idle-$IDLE_CONNS|--mode idle --connections $IDLE_CONNS|idle: $IDLE_CONNS open connections, server memory"
+  "broadcast-${BROADCAST_CONNS}x20-s$SENDERS|--mode broadcast --connections $BROADCAST_CONNS --size 20 --senders $SENDERS|broadcast to $BROADCAST_CONNS connections x 20 B, $SENDERS senders per round"
+)
+
+SERVER_PID=
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+  fi
+}
+trap stop_server EXIT
+
+# Starts server $1 on a free port; sets SERVER_PID and SERVER_ADDR.
+start_server() {
+  local log="$OUT/server-$1.log"
+  # taskset and env exec the server, so $! is the server's own PID.
+  # shellcheck disable=SC2046
+  "${SERVER_CPU[@]}" env RUST_LOG=warn $(server_cmd "$1") --addr 127.0.0.1:0 >"$log" 2>&1 &
+  SERVER_PID=$!
+  SERVER_ADDR=
+  for _ in $(seq 100); do
+    SERVER_ADDR=$(grep -o 'listening on [^ ]*' "$log" | head -n1 | sed 's#^listening on ##; s#^http://##; s#/$##') || true
+    [ -n "$SERVER_ADDR" ] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "compare.sh: $1 did not start; its log:" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+for scenario in "${SCENARIOS[@]}"; do
+  IFS='|' read -r name args _ <<<"$scenario"
+  if [ -n "$ONLY" ] && [[ "$name" != *"$ONLY"* ]]; then continue; fi
+  mode=$(sed 's/.*--mode \([a-z]*\).*/\1/' <<<"$args")
+  if [ "$mode" = broadcast ]; then servers=("${BROADCAST_SERVERS[@]}"); else servers=("${ECHO_SERVERS[@]}"); fi
+  for round in $(seq "$ROUNDS"); do
+    n=${#servers[@]}
+    for i in $(seq 0 $((n - 1))); do
+      server=${servers[$(((i + round - 1) % n))]}
+      start_server "$server"
+      # shellcheck disable=SC2086
+      if ! line=$("${LOAD_CPU[@]}" "$T/wsload" --url "ws://$SERVER_ADDR$(server_path "$server" "$mode")" $args \
+          --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json) || [ -z "$line" ]; then
+        line='{"failed":true}'
+      fi
+      stop_server
+      printf '{"scenario":"%s","server":"%s","round":%d,%s\n' "$name" "$server" "$round" "${line#\{}" >>"$RESULTS"
+      printf '%-28s round %d  %-22s %s\n' "$name" "$round" "$server" \
+        "$(grep -o '"msgs_per_s":[1-9][0-9.]*\|"bytes_per_conn":[0-9.-]\+\|"errors":[0-9]\+\|"failed":true' <<<"$line" | tr '\n' ' ')" >&2
+    done
+  done
+done
+
+LABELS=$(printf '%s\n' "${SCENARIOS[@]}")
+python3 - "$RESULTS" "$ROUNDS" "$DURATION" "$LABELS" <<'PY' | tee "$TABLE"
+import json, statistics, sys
+
+results, rounds, duration, labels = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+label = {l.split("|")[0]: l.split("|")[2] for l in labels.splitlines() if l}
+runs = [json.loads(l) for l in open(results) if l.strip()]
+
+def med(rows, key):
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+def num(x, fmt):
+    return "-" if x is None else format(x, fmt)
+
+def ratio(a, b):
+    return "-" if a is None or not b else f"{a / b:.2f}x"
+
+order = []
+for r in runs:
+    if r["scenario"] not in order:
+        order.append(r["scenario"])
+print(f"WebSocket servers side by side: median of {rounds} round(s), {duration} s windows; "
+      "server on CPU 0, wsload on CPU 1")
+for name in order:
+    rows = [r for r in runs if r["scenario"] == name]
+    servers = []
+    for r in rows:
+        if r["server"] not in servers:
+            servers.append(r["server"])
+    by = {s: [r for r in rows if r["server"] == s and not r.get("failed")] for s in servers}
+    failed = {s: sum(1 for r in rows if r["server"] == s and r.get("failed")) for s in servers}
+    errors = {s: sum(r.get("errors", 0) + r.get("close_errors", 0) for r in by[s]) for s in servers}
+    print(f"\n== {name}: {label.get(name, '')}")
+    ours = [s for s in servers if s.startswith("ours-")]
+    peers = [s for s in servers if not s.startswith("ours-")]
+    if name.startswith("idle"):
+        print(f"{'server':<24}{'bytes/conn':>12}{'RSS after MiB':>15}{'errors':>8}")
+        for s in servers:
+            after = med(by[s], "rss_after")
+            print(f"{s:<24}{num(med(by[s], 'bytes_per_conn'), ',.0f'):>12}"
+                  f"{num(after / 2**20 if after else None, '.1f'):>15}{errors[s]:>8}"
+                  + (f"  ({failed[s]} failed)" if failed[s] else ""))
+        print(f"{'ours / peer':<40}{'bytes/conn':>12}")
+        for o in ours:
+            for p in peers:
+                print(f"{o + ' / ' + p:<40}{ratio(med(by[o], 'bytes_per_conn'), med(by[p], 'bytes_per_conn')):>12}")
+        continue
+    lat = "round" if name.startswith("broadcast") else "echo"
+    print(f"{'server':<24}{'msgs/s':>12}{'p50 µs':>10}{'p99 µs':>10}{'CPU µs/msg':>12}{'wsload CPU':>12}{'errors':>8}"
+          f"   (latency per {lat})")
+    for s in servers:
+        share = med(by[s], "wsload_cpu_share")
+        print(f"{s:<24}{num(med(by[s], 'msgs_per_s'), ',.0f'):>12}{num(med(by[s], 'p50_us'), ',.0f'):>10}"
+              f"{num(med(by[s], 'p99_us'), ',.0f'):>10}{num(med(by[s], 'server_cpu_us_per_msg'), '.3f'):>12}"
+              f"{num(share * 100 if share is not None else None, '.0f') + ' %':>12}{errors[s]:>8}"
+              + (f"  ({failed[s]} failed)" if failed[s] else ""))
+    print(f"{'ours / peer':<40}{'msgs/s':>10}{'CPU/msg':>10}   (msgs/s > 1: ours faster; CPU/msg < 1: ours cheaper)")
+    for o in ours:
+        for p in peers:
+            print(f"{o + ' / ' + p:<40}{ratio(med(by[o], 'msgs_per_s'), med(by[p], 'msgs_per_s')):>10}"
+                  f"{ratio(med(by[o], 'server_cpu_us_per_msg'), med(by[p], 'server_cpu_us_per_msg')):>10}")
+PY
+echo "raw results: $RESULTS; table: $TABLE" >&2

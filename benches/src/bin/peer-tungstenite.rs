@@ -1,0 +1,30 @@
+//! The tokio-tungstenite echo server to compare against, after that crate's
+//! `examples/echo-server.rs`: `peer-tungstenite --addr 127.0.0.1:PORT` (any path upgrades).
+//! Prints `listening on ADDR` once bound.
+
+use futures_util::{StreamExt, TryStreamExt, future};
+use tokio::net::{TcpListener, TcpStream};
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr = arg_value("--addr").unwrap_or_else(|| "127.0.0.1:9003".into());
+    let listener = TcpListener::bind(&addr).await?;
+    println!("listening on {}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(accept_connection(stream));
+    }
+}
+
+async fn accept_connection(stream: TcpStream) {
+    let Ok(ws_stream) = tokio_tungstenite::accept_async(stream).await else { return };
+    let (write, read) = ws_stream.split();
+    // As in the example: forward only text and binary messages.
+    let _ = read.try_filter(|msg| future::ready(msg.is_text() || msg.is_binary())).forward(write).await;
+}
+
+fn arg_value(name: &str) -> Option<String> {
+    let mut args = std::env::args();
+    args.find(|a| a == name).and_then(|_| args.next())
+}

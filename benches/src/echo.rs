@@ -1,0 +1,127 @@
+//! Echo load: each connection keeps `inflight` messages out; every echo is checked byte for
+//! byte against what was sent, timed, and answered with the next message.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::time::Instant;
+
+use crate::frame::TEXT;
+use crate::message::Event;
+use crate::payload::EchoMessages;
+use crate::socket::{Failure, Socket};
+use crate::tally::Tally;
+
+/// One connection's side of the echo exchange.
+struct Exchange<'a> {
+    messages: &'a EchoMessages,
+    tally: &'a Tally,
+    /// When each message in flight was sent, oldest first.
+    sent: VecDeque<Instant>,
+    next_send: usize,
+    next_echo: usize,
+    /// Bytes of the current echo checked so far, and whether all matched.
+    offset: usize,
+    intact: bool,
+    /// Echoes counted in the measured window: none means the connection stalled.
+    in_window: u64,
+}
+
+impl Exchange<'_> {
+    fn expected(&self) -> &[u8] {
+        &self.messages.payloads[self.next_echo % self.messages.payloads.len()]
+    }
+
+    fn send_next(&mut self, out: &mut Vec<u8>, now: Instant) {
+        let frames = &self.messages.frames;
+        out.extend_from_slice(&frames[self.next_send % frames.len()]);
+        self.sent.push_back(now);
+        self.next_send += 1;
+    }
+
+    fn on(&mut self, event: Event<'_>, out: &mut Vec<u8>) {
+        match event {
+            Event::Start(opcode) => {
+                self.offset = 0;
+                self.intact = true;
+                if opcode != TEXT {
+                    self.tally.error(format_args!("echo with opcode {opcode:#x}, expected text"));
+                    self.intact = false;
+                }
+            }
+            Event::Data(bytes) => {
+                let end = self.offset + bytes.len();
+                if self.expected().get(self.offset..end) != Some(bytes) {
+                    self.intact = false;
+                }
+                self.offset = end;
+            }
+            Event::End => {
+                let now = Instant::now();
+                if self.offset != self.expected().len() {
+                    self.intact = false;
+                }
+                let Some(sent) = self.sent.pop_front() else {
+                    self.tally.error("an echo of nothing: more messages came back than were sent");
+                    return;
+                };
+                if !self.intact {
+                    self.tally.error(format_args!(
+                        "echo #{} differs from what was sent ({} bytes back, {} sent)",
+                        self.next_echo,
+                        self.offset,
+                        self.expected().len()
+                    ));
+                } else if self.tally.measuring.get() {
+                    self.tally.latency.borrow_mut().record(now - sent);
+                    self.tally.delivered();
+                    self.in_window += 1;
+                }
+                self.next_echo += 1;
+                self.send_next(out, now);
+            }
+            Event::Ping(_) | Event::Pong | Event::Close(_) => {} // handled by the socket
+        }
+    }
+}
+
+/// Runs the echo exchange on `socket` until `stopped` resolves; `Err` if the connection broke.
+pub(crate) async fn drive(
+    socket: &mut Socket,
+    messages: &EchoMessages,
+    inflight: usize,
+    tally: &Tally,
+    stopped: impl Future<Output = ()>,
+) -> Result<(), Failure> {
+    let mut exchange = Exchange {
+        messages,
+        tally,
+        sent: VecDeque::with_capacity(inflight),
+        next_send: 0,
+        next_echo: 0,
+        offset: 0,
+        intact: true,
+        in_window: 0,
+    };
+    let mut first = Vec::new();
+    let now = Instant::now();
+    for _ in 0..inflight {
+        exchange.send_next(&mut first, now);
+    }
+    socket.send(&first).await?;
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stopped => {
+                if exchange.in_window == 0 {
+                    tally.error("stalled: no echo during the measured window");
+                }
+                return Ok(());
+            }
+            read = socket.read(|event, out| exchange.on(event, out)) => {
+                read?;
+                socket.flush().await?;
+            }
+        }
+    }
+}

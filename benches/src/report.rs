@@ -1,0 +1,193 @@
+//! What a run measured, as text for a person or one JSON line for a script.
+
+use std::fmt;
+
+use serde_json::{Value, json};
+
+use crate::options::{Mode, Options};
+use crate::tally::Tally;
+
+/// The figures of one run. Rates are over the measured window only.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// `echo`, `broadcast` or `idle`.
+    pub mode: &'static str,
+    /// The target URL's path.
+    pub path: String,
+    /// Connections asked for.
+    pub connections: usize,
+    /// Connections that completed the handshake.
+    pub connected: usize,
+    /// Seconds it took to open them.
+    pub connect_s: f64,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Echo: messages in flight per connection.
+    pub inflight: usize,
+    /// Broadcast: senders per round.
+    pub senders: usize,
+    /// Length of the measured window, seconds.
+    pub window_s: f64,
+    /// Messages verified in the window: echoes, or broadcast deliveries.
+    pub messages: u64,
+    /// Broadcast: rounds completed in the window.
+    pub rounds: u64,
+    /// Latency quantiles in µs: per echo, or per broadcast round.
+    pub p50_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
+    /// Largest, µs.
+    pub max_us: f64,
+    /// Wrong bytes, lengths, opcodes or tags, unexpected closes, failed connects.
+    pub errors: u64,
+    /// Closing handshakes the server did not complete.
+    pub close_errors: u64,
+    /// The first few errors, described.
+    pub notes: Vec<String>,
+    /// Server CPU time (user + system) in the window, seconds.
+    pub server_cpu_s: Option<f64>,
+    /// The load generator's own CPU time in the window, seconds.
+    pub wsload_cpu_s: Option<f64>,
+    /// Idle: the server's VmRSS before opening the connections, bytes.
+    pub rss_before: Option<u64>,
+    /// Idle: its VmRSS with them open.
+    pub rss_after: Option<u64>,
+}
+
+impl Report {
+    pub(crate) fn new(options: &Options) -> Self {
+        Report {
+            mode: match options.mode {
+                Mode::Echo => "echo",
+                Mode::Broadcast => "broadcast",
+                Mode::Idle => "idle",
+            },
+            path: options.target.path.clone(),
+            connections: options.connections,
+            size: options.size,
+            inflight: options.inflight,
+            senders: options.senders,
+            ..Report::default()
+        }
+    }
+
+    pub(crate) fn fill(&mut self, tally: &Tally) {
+        self.messages = tally.messages.get();
+        self.rounds = tally.rounds.get();
+        let latency = tally.latency.borrow();
+        let us = |d: std::time::Duration| d.as_nanos() as f64 / 1000.0;
+        self.p50_us = us(latency.quantile(0.5));
+        self.p99_us = us(latency.quantile(0.99));
+        self.max_us = us(latency.max());
+        self.errors = tally.errors.get();
+        self.close_errors = tally.close_errors.get();
+        self.notes = tally.notes.borrow().clone();
+    }
+
+    /// Messages per second over the window.
+    pub fn msgs_per_s(&self) -> f64 {
+        if self.window_s > 0.0 { self.messages as f64 / self.window_s } else { 0.0 }
+    }
+
+    /// Server CPU µs per message.
+    pub fn server_cpu_us_per_msg(&self) -> Option<f64> {
+        self.server_cpu_s.filter(|_| self.messages > 0).map(|s| s * 1e6 / self.messages as f64)
+    }
+
+    /// The load generator's CPU use as a share of the window (1.0: one core saturated).
+    pub fn wsload_cpu_share(&self) -> Option<f64> {
+        self.wsload_cpu_s.filter(|_| self.window_s > 0.0).map(|s| s / self.window_s)
+    }
+
+    /// Idle: the server's memory growth per open connection, bytes.
+    pub fn bytes_per_conn(&self) -> Option<f64> {
+        match (self.rss_before, self.rss_after) {
+            (Some(b), Some(a)) if self.connected > 0 => Some((a as f64 - b as f64) / self.connected as f64),
+            _ => None,
+        }
+    }
+
+    /// All figures as one JSON object.
+    pub fn to_json(&self) -> Value {
+        let round = |x: f64| (x * 100.0).round() / 100.0;
+        json!({
+            "mode": self.mode,
+            "path": self.path,
+            "connections": self.connections,
+            "connected": self.connected,
+            "connect_s": round(self.connect_s),
+            "size": self.size,
+            "inflight": self.inflight,
+            "senders": self.senders,
+            "window_s": round(self.window_s),
+            "messages": self.messages,
+            "msgs_per_s": round(self.msgs_per_s()),
+            "rounds": self.rounds,
+            "latency_of": if self.mode == "broadcast" { "round" } else { "message" },
+            "p50_us": round(self.p50_us),
+            "p99_us": round(self.p99_us),
+            "max_us": round(self.max_us),
+            "errors": self.errors,
+            "close_errors": self.close_errors,
+            "notes": self.notes,
+            "server_cpu_s": self.server_cpu_s.map(round),
+            "server_cpu_us_per_msg": self.server_cpu_us_per_msg().map(|x| (x * 1000.0).round() / 1000.0),
+            "wsload_cpu_s": self.wsload_cpu_s.map(round),
+            "wsload_cpu_share": self.wsload_cpu_share().map(round),
+            "rss_before": self.rss_before,
+            "rss_after": self.rss_after,
+            "bytes_per_conn": self.bytes_per_conn().map(f64::round),
+        })
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} {}: {}/{} connections open in {:.2} s",
+            self.mode, self.path, self.connected, self.connections, self.connect_s
+        )?;
+        if self.mode == "idle" {
+            if let Some(b) = self.bytes_per_conn() {
+                let mib = |x: Option<u64>| x.unwrap_or(0) as f64 / (1 << 20) as f64;
+                writeln!(
+                    f,
+                    "server VmRSS {:.1} MiB -> {:.1} MiB: {b:.0} bytes per connection",
+                    mib(self.rss_before),
+                    mib(self.rss_after)
+                )?;
+            }
+        } else {
+            let what = if self.mode == "broadcast" { "deliveries" } else { "echoes" };
+            writeln!(
+                f,
+                "{} {what} of {} B in {:.2} s: {:.0} msgs/s",
+                self.messages,
+                self.size,
+                self.window_s,
+                self.msgs_per_s()
+            )?;
+            if self.mode == "broadcast" {
+                writeln!(f, "{} rounds of {} senders", self.rounds, self.senders)?;
+            }
+            let of = if self.mode == "broadcast" { "round" } else { "echo" };
+            writeln!(
+                f,
+                "latency per {of}: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs",
+                self.p50_us, self.p99_us, self.max_us
+            )?;
+            if let (Some(cpu), Some(per)) = (self.server_cpu_s, self.server_cpu_us_per_msg()) {
+                writeln!(f, "server CPU {cpu:.2} s: {per:.3} µs per message")?;
+            }
+            if let Some(share) = self.wsload_cpu_share() {
+                writeln!(f, "wsload CPU {:.0} % of one core", share * 100.0)?;
+            }
+        }
+        writeln!(f, "errors: {}, close errors: {}", self.errors, self.close_errors)?;
+        for note in &self.notes {
+            writeln!(f, "  {note}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+//! One load run: open the connections (a bounded number at a time), warm up, measure, stop and
+//! close them, all on a single-threaded runtime with one task per connection.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio::task::LocalSet;
+
+use crate::options::{Mode, Options};
+use crate::payload::EchoMessages;
+use crate::process;
+use crate::report::Report;
+use crate::socket::Socket;
+use crate::tally::{Phase, Tally};
+use crate::{broadcast, echo};
+
+/// Handshakes in progress at once: enough to open thousands of connections in a second,
+/// few enough not to overflow the server's accept backlog.
+const OPENING_AT_ONCE: usize = 128;
+/// How long one connection may take to open (queueing included).
+const OPEN_LIMIT: Duration = Duration::from_secs(30);
+/// How long the closing handshakes may take, all together.
+const CLOSE_LIMIT: Duration = Duration::from_secs(10);
+/// Idle mode: how long the connections sit before the server's memory is read again.
+const IDLE_SETTLE: Duration = Duration::from_secs(2);
+
+/// The longest a run with these options can last; past it, the caller should give up.
+pub fn deadline(options: &Options) -> Duration {
+    let load = match options.mode {
+        Mode::Idle => IDLE_SETTLE,
+        _ => options.warmup + options.duration,
+    };
+    OPEN_LIMIT + load + CLOSE_LIMIT + Duration::from_secs(10)
+}
+
+/// Runs the load `options` describe and reports what it measured.
+pub fn run(options: Options) -> std::io::Result<Report> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(LocalSet::new().block_on(&runtime, run_local(Rc::new(options))))
+}
+
+async fn run_local(options: Rc<Options>) -> Report {
+    let tally = Rc::new(Tally::new());
+    let echo_messages = Rc::new(EchoMessages::new(if options.mode == Mode::Echo { options.size } else { 0 }));
+    let opening = Rc::new(Semaphore::new(OPENING_AT_ONCE));
+    let rss_before = options.server_pid.and_then(|pid| process::rss_bytes(pid).ok());
+
+    let started = Instant::now();
+    for _ in 0..options.connections {
+        let (options, tally, echo_messages, opening) =
+            (options.clone(), tally.clone(), echo_messages.clone(), opening.clone());
+        tokio::task::spawn_local(async move {
+            connection(&options, &tally, &echo_messages, &opening).await;
+            tally.bump(&tally.finished);
+        });
+    }
+    while tally.settled.get() < options.connections {
+        tally.changed.notified().await;
+    }
+    let connect_time = started.elapsed();
+
+    let mut report = Report::new(&options);
+    report.connected = tally.connected.get();
+    report.connect_s = connect_time.as_secs_f64();
+    tally.receivers.set(tally.connected.get());
+    if options.mode == Mode::Broadcast {
+        tally.start_round(1);
+    }
+    tally.phase.send_replace(Phase::Running);
+
+    if options.mode == Mode::Idle {
+        tokio::time::sleep(IDLE_SETTLE).await;
+        report.rss_before = rss_before;
+        report.rss_after = options.server_pid.and_then(|pid| process::rss_bytes(pid).ok());
+    } else {
+        tokio::time::sleep(options.warmup).await;
+        let server_cpu = options.server_pid.map(|pid| process::cpu_time(Some(pid)));
+        let own_cpu = process::cpu_time(None).ok();
+        let window = Instant::now();
+        tally.measuring.set(true);
+        tokio::time::sleep(options.duration).await;
+        tally.measuring.set(false);
+        report.window_s = window.elapsed().as_secs_f64();
+        let server_cpu_after = options.server_pid.map(|pid| process::cpu_time(Some(pid)));
+        if let (Some(Ok(before)), Some(Ok(after))) = (server_cpu, server_cpu_after) {
+            report.server_cpu_s = Some((after - before).as_secs_f64());
+        }
+        if let (Some(before), Ok(after)) = (own_cpu, process::cpu_time(None)) {
+            report.wsload_cpu_s = Some((after - before).as_secs_f64());
+        }
+    }
+
+    tally.phase.send_replace(Phase::Stopping);
+    let closing = tokio::time::timeout(CLOSE_LIMIT, async {
+        while tally.finished.get() < options.connections {
+            tally.changed.notified().await;
+        }
+    });
+    if closing.await.is_err() {
+        tally.close_error(format_args!(
+            "{} connections not closed after {CLOSE_LIMIT:?}",
+            options.connections - tally.finished.get()
+        ));
+    }
+    report.fill(&tally);
+    report
+}
+
+/// One connection's life: open, wait for the load to start, run it, close.
+async fn connection(options: &Options, tally: &Tally, echo_messages: &EchoMessages, opening: &Semaphore) {
+    let opened = tokio::time::timeout(OPEN_LIMIT, async {
+        let _permit = opening.acquire().await.expect("the semaphore stays open");
+        Socket::connect(&options.target).await
+    })
+    .await;
+    let mut socket = match opened {
+        Ok(Ok(socket)) => socket,
+        Ok(Err(e)) => {
+            tally.error(format_args!("connect: {e}"));
+            return tally.bump(&tally.settled);
+        }
+        Err(_) => {
+            tally.error(format_args!("connect: no upgrade within {OPEN_LIMIT:?}"));
+            return tally.bump(&tally.settled);
+        }
+    };
+    let index = tally.connected.get();
+    tally.connected.set(index + 1);
+    tally.bump(&tally.settled);
+
+    let mut phase = tally.phase.subscribe();
+    let _ = phase.wait_for(|p| *p != Phase::Connecting).await;
+    let stopped = async move {
+        let _ = phase.wait_for(|p| *p == Phase::Stopping).await;
+    };
+    let driven = match options.mode {
+        Mode::Echo => echo::drive(&mut socket, echo_messages, options.inflight, tally, stopped).await,
+        Mode::Broadcast => {
+            let result =
+                broadcast::drive(&mut socket, index, options.senders, options.size, tally, stopped).await;
+            if result.is_err() {
+                tally.receiver_lost();
+            }
+            result
+        }
+        Mode::Idle => {
+            stopped.await;
+            Ok(())
+        }
+    };
+    match driven {
+        Ok(()) => {
+            if let Err(e) = socket.close(CLOSE_LIMIT).await {
+                tally.close_error(e);
+            }
+        }
+        Err(e) => tally.error(e),
+    }
+}
