@@ -129,9 +129,8 @@ impl Connection {
             if mailbox.has_pending() {
                 Box::pin(run_commands(ws, mailbox)).await?;
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
             // Returns `None` when another task queued something for this socket.
-            if let Some(msg) = ws.read_interruptible(len, remaining, mailbox.interrupt()).await? {
+            if let Some(msg) = ws.read_interruptible_until(len, deadline, mailbox.interrupt()).await? {
                 return Ok(msg);
             }
         }
@@ -215,9 +214,15 @@ impl Connection {
 
 /// Runs what other tasks queued for a dedicated socket: frames to send and close requests.
 async fn run_commands(ws: &mut WebSocket<TcpStream>, mailbox: &Mailbox) -> Result<(), Error> {
+    // Frames pushed by others are queued and written together at the end: one system call
+    // for a burst of broadcasts, not one each.
+    let mut queued = false;
     for cmd in mailbox.take_all() {
         match cmd {
-            Command::Frame(frame) => ws.write_encoded(&frame).await?,
+            Command::Frame(frame) => {
+                ws.queue_encoded(&frame)?;
+                queued = true;
+            }
             Command::Write { msg, reply } => {
                 let result = ws.write_message(&msg).await;
                 let failed = result.is_err();
@@ -237,6 +242,9 @@ async fn run_commands(ws: &mut WebSocket<TcpStream>, mailbox: &Mailbox) -> Resul
                 return Err(closed(ws));
             }
         }
+    }
+    if queued {
+        ws.send_queued().await?;
     }
     Ok(())
 }

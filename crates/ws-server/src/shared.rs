@@ -198,12 +198,14 @@ pub(crate) async fn run(
             biased;
             _ = mailbox.notified() => {
                 last_activity = Instant::now();
+                let mut queued = false;
                 for cmd in mailbox.take_all() {
                     match cmd {
                         Command::Frame(frame) => {
-                            if let Err(e) = ws.write_encoded(&frame).await {
+                            if let Err(e) = ws.queue_encoded(&frame) {
                                 break 'life closed_by(&e);
                             }
+                            queued = true;
                         }
                         Command::Write { msg, reply } => {
                             let result = ws.write_message(&msg).await;
@@ -222,6 +224,9 @@ pub(crate) async fn run(
                             break 'life (code, reason);
                         }
                     }
+                }
+                if queued && let Err(e) = ws.send_queued().await {
+                    break 'life closed_by(&e);
                 }
             }
             read = ws.read(0, wake.saturating_duration_since(now)), if room => match read {

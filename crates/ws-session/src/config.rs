@@ -16,7 +16,8 @@ pub struct Config {
     /// When more than this many bytes wait to be written, a write waits for the peer to read
     /// instead of buffering more (a slow reader cannot make memory grow without bound).
     pub max_write_buffer: usize,
-    /// How much is read from the transport at a time.
+    /// Most read from the transport at a time. Buffers are given back while a socket is idle
+    /// and sized from the last read, so this bounds busy sockets only.
     pub read_chunk: usize,
     /// How long `end_server`/`close` wait for the peer's Close (and for the TCP close).
     pub close_timeout: Duration,
@@ -41,7 +42,7 @@ impl Default for Config {
         Config {
             protocol: ws_proto::Config::default(),
             max_write_buffer: 1 << 20,
-            read_chunk: 16 << 10,
+            read_chunk: 64 << 10,
             close_timeout: Duration::from_secs(5),
             linger_timeout: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(10),

@@ -16,6 +16,9 @@ use ws_proto::{CloseCode, Connection, Event, MessageKind, ProtocolError, Role, S
 /// Payloads at least this large are written from their own buffer (vectored), not copied.
 const SHARE_PAYLOAD_MIN: usize = 2048;
 
+/// Smallest read buffer taken after an idle spell.
+const MIN_READ: usize = 2048;
+
 /// While more input waits, replies are held back (and written together) up to this much.
 const COALESCE_MAX: usize = 64 << 10;
 
@@ -90,6 +93,14 @@ impl Message {
     }
 }
 
+/// What ended a wait.
+enum Wait {
+    Data,
+    Interrupted,
+    Failed(io::Error),
+    Timer,
+}
+
 /// How the connection ended, kept to answer every later call.
 #[derive(Debug, Clone)]
 struct Ended {
@@ -133,6 +144,11 @@ pub struct WebSocket<S> {
     ended: Option<Ended>,
     last_rx: Instant,
     ping_sent: Option<Instant>,
+    /// One timer for every wait of this socket, re-armed only when it fires before the
+    /// current deadline: a read that completes in time does no timer work at all.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Size of the last read from the transport: how much to reserve after an idle spell.
+    read_hint: usize,
     protocol: Option<String>,
 }
 
@@ -185,6 +201,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             ended: None,
             last_rx: Instant::now(),
             ping_sent: None,
+            timer: None,
+            read_hint: 0,
             protocol,
         }
     }
@@ -270,9 +288,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         timeout: Duration,
         interrupt: &crate::Interrupt,
     ) -> Result<Option<Message>, Error> {
+        self.read_interruptible_until(len, deadline_after(timeout), interrupt).await
+    }
+
+    /// [`read_interruptible`](WebSocket::read_interruptible) with a deadline instead of a
+    /// timeout (for a caller that loops and keeps one deadline).
+    pub async fn read_interruptible_until(
+        &mut self,
+        len: usize,
+        deadline: Instant,
+        interrupt: &crate::Interrupt,
+    ) -> Result<Option<Message>, Error> {
         let msg = match self.partial.take() {
             Some(rest) => rest,
-            None => match self.next_event(deadline_after(timeout), Some(interrupt)).await? {
+            None => match self.next_event(deadline, Some(interrupt)).await? {
                 Some(msg) => msg,
                 None => return Ok(None),
             },
@@ -347,7 +376,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// (server role only).
     /// Large frames are queued as they are (shared, not copied).
     pub async fn write_encoded(&mut self, frames: &Bytes) -> Result<(), Error> {
-        let sent = if frames.len() >= SHARE_PAYLOAD_MIN {
+        let sent = self.queue_encoded_inner(frames);
+        self.after_send(sent).await
+    }
+
+    /// Queues frames like [`write_encoded`](WebSocket::write_encoded) without writing them:
+    /// queue several, then [`send_queued`](WebSocket::send_queued) writes them together.
+    pub fn queue_encoded(&mut self, frames: &Bytes) -> Result<(), Error> {
+        match self.queue_encoded_inner(frames) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self
+                .ended
+                .as_ref()
+                .map(Ended::error)
+                .unwrap_or(Error::Closed { code: CloseCode::NORMAL, reason: "closing".into() })),
+        }
+    }
+
+    /// Writes what is queued as far as the transport takes it now; waits only while more
+    /// than `max_write_buffer` bytes remain.
+    pub async fn send_queued(&mut self) -> Result<(), Error> {
+        self.after_send(Ok(())).await
+    }
+
+    fn queue_encoded_inner(&mut self, frames: &Bytes) -> Result<(), SendError> {
+        if frames.len() >= SHARE_PAYLOAD_MIN {
             // Checks the state and queues nothing; the frames follow what is queued.
             self.conn.send_encoded(&[]).map(|()| {
                 let head = self.conn.take_output().freeze();
@@ -356,8 +409,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             })
         } else {
             self.conn.send_encoded(frames)
-        };
-        self.after_send(sent).await
+        }
     }
 
     /// Sends a Ping (payload at most 125 bytes). The Pong arrives while reading.
@@ -507,8 +559,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Poll::Ready(Err(e));
         }
         if self.rbuf.capacity() - self.rbuf.len() < self.config.read_chunk / 4 {
-            self.rbuf.reserve(self.config.read_chunk);
+            // After an idle spell the buffer was given back: take one the size of the last
+            // read (small for chat-sized traffic), the full chunk once reads fill it.
+            let want = if self.rbuf.capacity() == 0 {
+                // Twice the last read, so a message of the same size (frame header included)
+                // arrives in one read.
+                (self.read_hint * 2).clamp(MIN_READ, self.config.read_chunk)
+            } else {
+                self.config.read_chunk
+            };
+            self.rbuf.reserve(want);
         }
+        let before = self.rbuf.len();
         let polled = tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf);
         if polled.is_pending() && self.rbuf.is_empty() {
             // Idle: hold no buffers while waiting (an idle connection costs little memory);
@@ -521,6 +583,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         match polled {
             Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
             Poll::Ready(Ok(_)) => {
+                let got = self.rbuf.len() - before;
+                // A read that filled the buffer asks for the full chunk next time.
+                self.read_hint =
+                    if self.rbuf.capacity() == self.rbuf.len() { self.config.read_chunk } else { got };
                 if self.config.keepalive_interval.is_some() || self.config.idle_timeout.is_some() {
                     self.last_rx = Instant::now();
                     self.ping_sent = None;
@@ -575,22 +641,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 return Err(ended.error());
             }
             let wake = self.next_timer(deadline);
-            let fill = poll_fn(|cx| {
-                if let Some(interrupt) = interrupt {
-                    interrupt.register(cx.waker());
-                    if interrupt.is_raised() {
-                        return Poll::Ready(Ok(false));
-                    }
-                }
-                self.poll_fill(cx).map_ok(|()| true)
-            });
-            match tokio::time::timeout_at(wake, fill).await {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => return Ok(None),
-                Ok(Err(e)) => return Err(self.died(e)),
-                Err(_) => Box::pin(self.on_timer(deadline)).await?,
+            match self.wait(wake, interrupt).await {
+                Wait::Data => {}
+                Wait::Interrupted => return Ok(None),
+                Wait::Failed(e) => return Err(self.died(e)),
+                Wait::Timer => Box::pin(self.on_timer(deadline)).await?,
             }
         }
+    }
+
+    /// Waits for input (writing queued output meanwhile), an interrupt, or `wake`.
+    async fn wait(&mut self, wake: Instant, interrupt: Option<&crate::Interrupt>) -> Wait {
+        // The socket's one timer: created on first use, moved earlier only when needed.
+        let mut timer = match self.timer.take() {
+            Some(mut t) => {
+                if t.deadline() > wake {
+                    t.as_mut().reset(wake);
+                }
+                t
+            }
+            None => Box::pin(tokio::time::sleep_until(wake)),
+        };
+        let outcome = poll_fn(|cx| {
+            if let Some(interrupt) = interrupt {
+                interrupt.register(cx.waker());
+                if interrupt.is_raised() {
+                    return Poll::Ready(Wait::Interrupted);
+                }
+            }
+            match self.poll_fill(cx) {
+                Poll::Ready(Ok(())) => return Poll::Ready(Wait::Data),
+                Poll::Ready(Err(e)) => return Poll::Ready(Wait::Failed(e)),
+                Poll::Pending => {}
+            }
+            loop {
+                match timer.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    // Armed for an earlier read: move it to this deadline and keep waiting.
+                    Poll::Ready(()) if Instant::now() < wake => timer.as_mut().reset(wake),
+                    Poll::Ready(()) => return Poll::Ready(Wait::Timer),
+                }
+            }
+        })
+        .await;
+        self.timer = Some(timer);
+        outcome
     }
 
     async fn protocol_failure(&mut self, error: ProtocolError) -> Error {
