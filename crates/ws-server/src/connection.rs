@@ -149,7 +149,7 @@ impl Connection {
         match &mut self.kind {
             Kind::Dedicated { ws, mailbox } => {
                 if mailbox.has_pending() {
-                    run_commands(ws, mailbox).await?;
+                    Box::pin(run_commands(ws, mailbox)).await?;
                 }
                 ws.write(data).await
             }
@@ -162,7 +162,7 @@ impl Connection {
         match &mut self.kind {
             Kind::Dedicated { ws, mailbox } => {
                 if mailbox.has_pending() {
-                    run_commands(ws, mailbox).await?;
+                    Box::pin(run_commands(ws, mailbox)).await?;
                 }
                 ws.write_binary(data).await
             }
@@ -175,7 +175,7 @@ impl Connection {
         match &mut self.kind {
             Kind::Dedicated { ws, mailbox } => {
                 if mailbox.has_pending() {
-                    run_commands(ws, mailbox).await?;
+                    Box::pin(run_commands(ws, mailbox)).await?;
                 }
                 ws.write_message(msg).await
             }

@@ -383,7 +383,9 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
         return respond(&mut stream, 403, &[], "origin not allowed\n").await;
     }
     drop(headers); // ends the borrow of `buf` by the parsed request
-    let leftover = buf.split_off(head_len);
+    // Keep only what follows the request (usually nothing), not the handshake buffer.
+    let leftover = if buf.len() > head_len { BytesMut::from(&buf[head_len..]) } else { BytesMut::new() };
+    drop(buf);
 
     let id = WebSocketId::new();
     let mut instance = (route.factory)();
@@ -463,16 +465,18 @@ async fn run_socket(accepted: Accepted, shared: &Shared) {
     tracing::info!(web_socket_id = %id, class = %class, shared = is_shared, "connection opened");
 
     let (outcome, close) = if is_shared {
-        let state = Arc::new(SharedState::default());
-        Box::pin(registry.insert(info, mailbox.clone(), Some(state.clone()))).await;
-        let handle = SharedHandle::local(id, mailbox.clone(), state.clone());
-        let mut conn = Connection::shared(id, session_id.clone(), registry.clone(), handle);
-        // Boxed: only shared sockets pay for the driver's state in their task.
-        let driver = Box::pin(crate::shared::run(*ws, mailbox, state.clone(), shared.config.session_timeout));
-        let (_, outcome) = tokio::join!(driver, CatchUnwind(instance.server(&mut conn)));
-        Box::pin(registry.remove(&id)).await;
-        let close = state.ended().unwrap_or((CloseCode::ABNORMAL, String::new()));
-        (outcome, close)
+        // Boxed: a dedicated socket's task does not carry the shared machinery's state.
+        Box::pin(run_shared(
+            &mut instance,
+            info,
+            id,
+            session_id.clone(),
+            registry.clone(),
+            ws,
+            mailbox,
+            shared,
+        ))
+        .await
     } else {
         Box::pin(registry.insert(info, mailbox.clone(), None)).await;
         let mut conn = Connection::dedicated(id, session_id.clone(), registry.clone(), ws, mailbox);
@@ -489,6 +493,29 @@ async fn run_socket(accepted: Accepted, shared: &Shared) {
     };
     // The ending runs once, in its own boxed future: it does not enlarge the idle task.
     Box::pin(finish(instance, outcome, close, id, class, session_id, is_shared, registry)).await;
+}
+
+/// A shared socket's life: its driver task and `server` side by side.
+#[allow(clippy::too_many_arguments)]
+async fn run_shared(
+    instance: &mut Box<dyn WebSocketServer>,
+    info: SocketInfo,
+    id: WebSocketId,
+    session_id: Arc<str>,
+    registry: Registry,
+    ws: Box<WebSocket<TcpStream>>,
+    mailbox: Arc<Mailbox>,
+    shared: &Shared,
+) -> (Result<Result<(), ws_session::Error>, Box<dyn Any + Send>>, (CloseCode, String)) {
+    let state = Arc::new(SharedState::default());
+    Box::pin(registry.insert(info, mailbox.clone(), Some(state.clone()))).await;
+    let handle = SharedHandle::local(id, mailbox.clone(), state.clone());
+    let mut conn = Connection::shared(id, session_id, registry.clone(), handle);
+    let driver = crate::shared::run(*ws, mailbox, state.clone(), shared.config.session_timeout);
+    let (_, outcome) = tokio::join!(driver, CatchUnwind(instance.server(&mut conn)));
+    Box::pin(registry.remove(&id)).await;
+    let close = state.ended().unwrap_or((CloseCode::ABNORMAL, String::new()));
+    (outcome, close)
 }
 
 #[allow(clippy::too_many_arguments)]

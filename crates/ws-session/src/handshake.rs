@@ -80,26 +80,45 @@ where
         Ok(Err(Error::Handshake(e))) | Err(Error::Handshake(e)) => return Err(refuse(&mut stream, e).await),
         Ok(Err(e)) | Err(e) => return Err(e),
     };
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let _ = req.parse(&buf[..head_len]);
-    let request = match ws_proto::validate_request(&req) {
-        Ok(r) => r,
-        Err(e) => return Err(refuse(&mut stream, e).await),
+    // Parse, validate and decide without awaiting, so neither the header array nor the
+    // borrowed request is kept in this future (it lives as long as the connection's task).
+    enum Answer {
+        Accept(Vec<u8>, Option<String>),
+        Invalid(HandshakeError),
+        Refuse(u16),
+    }
+    let answer = {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        let _ = req.parse(&buf[..head_len]);
+        match ws_proto::validate_request(&req) {
+            Err(e) => Answer::Invalid(e),
+            Ok(request) => match decide(&request) {
+                Err(status) => Answer::Refuse(status),
+                Ok(protocol) => {
+                    let mut out = Vec::with_capacity(160);
+                    ws_proto::write_accept_response(&mut out, request.key, protocol.as_deref(), &[]);
+                    Answer::Accept(out, protocol)
+                }
+            },
+        }
     };
-    let mut out = Vec::with_capacity(256);
-    let protocol = match decide(&request) {
-        Ok(p) => p,
-        Err(status) => {
+    let (response, protocol) = match answer {
+        Answer::Accept(response, protocol) => (response, protocol),
+        Answer::Invalid(e) => return Err(refuse(&mut stream, e).await),
+        Answer::Refuse(status) => {
+            let mut out = Vec::new();
             ws_proto::write_error_response(&mut out, status, &[], "refused\n");
             let _ = stream.write_all(&out).await;
             let _ = stream.shutdown().await;
             return Err(Error::Handshake(HandshakeError::Status(status)));
         }
     };
-    ws_proto::write_accept_response(&mut out, request.key, protocol.as_deref(), &[]);
-    stream.write_all(&out).await?;
-    let leftover = buf.split_off(head_len);
+    stream.write_all(&response).await?;
+    drop(response);
+    // Keep only what follows the request; the handshake buffer itself is released.
+    let leftover = if buf.len() > head_len { BytesMut::from(&buf[head_len..]) } else { BytesMut::new() };
+    drop(buf);
     Ok(WebSocket::from_upgraded(stream, Role::Server, config, leftover, protocol))
 }
 
