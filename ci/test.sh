@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==== %s\n' "$*"; }
+steps=0
+step() { steps=$((steps + 1)); printf '\n==== %s\n' "$*"; }
 started=$(date +%s)
 
 step "cargo fmt --check"
@@ -31,6 +32,9 @@ bash ci/autobahn.sh both
 step "Interop: Python websockets and Node ws against autobahn-server"
 bash ci/interop.sh
 
+step "Load smoke: wsload against autobahn-server for 10 s, zero errors"
+bash ci/load-smoke.sh
+
 step "Browser: the chat page in headless Chromium"
 bash ci/browser.sh
 
@@ -38,3 +42,4 @@ step "Fuzz smoke (${FUZZ_SECONDS:-30} s per target)"
 bash ci/fuzz-smoke.sh
 
 printf '\nall test steps passed in %d s\n' "$(( $(date +%s) - started ))"
+echo "steps: $steps passed, 0 failed"
