@@ -61,7 +61,8 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
-    /// The HTTP status a server answers with: 426 for a wrong version, 400 otherwise.
+    /// The HTTP status a server answers with: 426 for a wrong version, 405 for a method other
+    /// than GET, 431 for a head over the server's limit, 400 otherwise.
     pub fn status(&self) -> u16 {
         match self {
             HandshakeError::Version => 426,

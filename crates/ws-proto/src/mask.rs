@@ -5,7 +5,9 @@
 /// the data.
 ///
 /// Works eight bytes at a time over the bulk of the buffer (which the compiler turns into
-/// vector instructions), whatever the buffer's alignment and offset.
+/// vector instructions), whatever the buffer's alignment and offset. With the `std` feature
+/// on x86-64, buffers of 256 bytes and more use the same code compiled for AVX2 when the CPU
+/// has it (detected at run time): twice the vector width, as fast as `memcpy`.
 ///
 /// ```
 /// let key = [0x37, 0xfa, 0x21, 0x3d];
@@ -15,8 +17,29 @@
 /// ```
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let mut key = key;
-    key.rotate_left(offset & 3);
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if buf.len() >= 256 && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the only requirement of calling a `#[target_feature(enable = "avx2")]`
+        // function is that the CPU supports AVX2, which was detected just above.
+        unsafe { apply_mask_avx2(buf, key, offset) };
+        return;
+    }
+    apply_mask_portable(buf, key, offset)
+}
+
+/// The portable loop compiled with AVX2 enabled (256-bit vectors instead of 128-bit).
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+fn apply_mask_avx2(buf: &mut [u8], key: [u8; 4], offset: usize) {
+    apply_mask_portable(buf, key, offset)
+}
+
+/// The safe, portable masking loop (the reference the AVX2 build is tested against).
+#[inline(always)]
+pub(crate) fn apply_mask_portable(buf: &mut [u8], key: [u8; 4], offset: usize) {
+    // The key as it applies from `buf[0]` on (indexing, not `rotate_left`, which calls libc).
+    let o = offset & 3;
+    let key = [key[o], key[(o + 1) & 3], key[(o + 2) & 3], key[(o + 3) & 3]];
     // Short payloads (the common chat-sized case) skip the wide loop's setup.
     if buf.len() < 16 {
         for (i, b) in buf.iter_mut().enumerate() {
@@ -28,7 +51,8 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let k64 = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
     let mut chunks = buf.chunks_exact_mut(32);
     for chunk in &mut chunks {
-        // Four independent words per step so the loop vectorizes to 256-bit lanes.
+        // Four independent words per step: the compiler vectorizes them (128-bit lanes by
+        // default, 256-bit in the AVX2 build).
         for word in chunk.chunks_exact_mut(8) {
             let mut w = [0u8; 8];
             w.copy_from_slice(word);
@@ -84,6 +108,21 @@ mod tests {
             let mut b = data.clone();
             apply_mask(&mut a[start..], key, offset);
             reference(&mut b[start..], key, offset);
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn dispatched_path_agrees_with_portable(
+            data in proptest::collection::vec(any::<u8>(), 200..5000),
+            key in any::<[u8; 4]>(),
+            offset in 0usize..16,
+            start in 0usize..33,
+        ) {
+            // Lengths of 256 and more take the AVX2 build on CPUs that have it.
+            let mut a = data.clone();
+            let mut b = data.clone();
+            apply_mask(&mut a[start..], key, offset);
+            super::apply_mask_portable(&mut b[start..], key, offset);
             prop_assert_eq!(a, b);
         }
 
