@@ -33,8 +33,12 @@ async fn server_upgrade(mut req: Request<Incoming>) -> Result<Response<Empty<Byt
     Ok(response)
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    // The same runtime settings as our servers: ws-server's recommended runtime.
+    ws_server::runtime_builder().build()?.block_on(serve())
+}
+
+async fn serve() -> std::io::Result<()> {
     let addr = arg_value("--addr").unwrap_or_else(|| "127.0.0.1:9005".into());
     let listener = TcpListener::bind(&addr).await?;
     println!("listening on {}", listener.local_addr()?);

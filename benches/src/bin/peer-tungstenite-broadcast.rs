@@ -42,8 +42,12 @@ async fn handle_connection(peer_map: PeerMap, raw_stream: TcpStream, addr: Socke
     peer_map.lock().unwrap().remove(&addr);
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    // The same runtime settings as our servers: ws-server's recommended runtime.
+    ws_server::runtime_builder().build()?.block_on(serve())
+}
+
+async fn serve() -> std::io::Result<()> {
     let addr = arg_value("--addr").unwrap_or_else(|| "127.0.0.1:9004".into());
     let state = PeerMap::new(Mutex::new(HashMap::new()));
     let listener = TcpListener::bind(&addr).await?;

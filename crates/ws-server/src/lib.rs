@@ -16,6 +16,7 @@ mod id;
 mod mailbox;
 mod registry;
 mod request;
+mod runtime;
 mod server;
 mod shared;
 
@@ -27,6 +28,7 @@ pub use registry::{
     Cluster, LocalSocket, Member, OpenError, PresenceEvent, Registry, RemoteSocket, SocketInfo,
 };
 pub use request::{Request, parse_query, percent_decode};
+pub use runtime::runtime_builder;
 pub use server::{OriginPolicy, Server, ServerBuilder, ServerConfig, ShutdownHandle};
 pub use shared::SharedHandle;
 pub use ws_proto::CloseCode;

@@ -5,8 +5,12 @@
 use tokio::net::TcpListener;
 use ws_session::{Config, Error, accept};
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    // The same runtime settings as our servers: ws-server's recommended runtime.
+    ws_server::runtime_builder().build()?.block_on(serve())
+}
+
+async fn serve() -> std::io::Result<()> {
     let addr = examples::arg_value("--addr").unwrap_or_else(|| "127.0.0.1:9002".into());
     let listener = TcpListener::bind(&addr).await?;
     println!("listening on {}", listener.local_addr()?);

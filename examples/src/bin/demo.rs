@@ -10,10 +10,10 @@
 //! - detached: ws://127.0.0.1:8080/csp/user/MyApp.Detached.cls
 //! - broadcast (for the load benchmark): ws://127.0.0.1:8080/csp/user/Bench.Broadcast.cls
 //!
-//! Runtime: tokio's multi-thread scheduler by default. `--runtime current` runs one
-//! thread with a FIFO run queue: with a thousand busy sockets on one core every socket is
-//! served in turn (tail latency near the median) at some cost in CPU per message;
-//! `--global-queue-interval N` and `--event-interval N` tune the multi-thread scheduler.
+//! Runtime: [`ws_server::runtime_builder`] (tokio's multi-thread scheduler, taking tasks
+//! from its global queue every tick so that a thousand busy sockets are served in turn).
+//! `--global-queue-interval N`, `--event-interval N` and `--max-io-events N` tune it;
+//! `--runtime current` uses tokio's single-thread scheduler instead.
 
 use std::time::Duration;
 
@@ -24,13 +24,16 @@ use ws_cluster::{ClusterConfig, ClusterNode};
 use ws_server::{Registry, Server};
 
 fn main() -> std::io::Result<()> {
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
+    // ws-server's runtime (fair to a thousand busy sockets); the flags below tune it.
+    let mut runtime = ws_server::runtime_builder();
     if let Some(n) = examples::arg_value("--global-queue-interval").and_then(|v| v.parse().ok()) {
         runtime.global_queue_interval(n);
     }
     if let Some(n) = examples::arg_value("--event-interval").and_then(|v| v.parse().ok()) {
         runtime.event_interval(n);
+    }
+    if let Some(n) = examples::arg_value("--max-io-events").and_then(|v| v.parse().ok()) {
+        runtime.max_io_events_per_tick(n);
     }
     if examples::arg_value("--runtime").as_deref() == Some("current") {
         runtime = tokio::runtime::Builder::new_current_thread();
