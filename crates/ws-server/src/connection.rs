@@ -127,7 +127,7 @@ impl Connection {
         let deadline = Instant::now() + timeout.min(Duration::from_secs(86400 * 365));
         loop {
             if mailbox.has_pending() {
-                Box::pin(run_commands(ws, mailbox)).await?;
+                run_commands(ws, mailbox).await?;
             }
             // Returns `None` when another task queued something for this socket.
             if let Some(msg) = ws.read_interruptible_until(len, deadline, mailbox.interrupt()).await? {
@@ -149,7 +149,7 @@ impl Connection {
         match &mut self.kind {
             Kind::Dedicated { ws, mailbox } => {
                 if mailbox.has_pending() {
-                    Box::pin(run_commands(ws, mailbox)).await?;
+                    run_commands(ws, mailbox).await?;
                 }
                 ws.write(data).await
             }
@@ -162,7 +162,7 @@ impl Connection {
         match &mut self.kind {
             Kind::Dedicated { ws, mailbox } => {
                 if mailbox.has_pending() {
-                    Box::pin(run_commands(ws, mailbox)).await?;
+                    run_commands(ws, mailbox).await?;
                 }
                 ws.write_binary(data).await
             }
@@ -175,7 +175,7 @@ impl Connection {
         match &mut self.kind {
             Kind::Dedicated { ws, mailbox } => {
                 if mailbox.has_pending() {
-                    Box::pin(run_commands(ws, mailbox)).await?;
+                    run_commands(ws, mailbox).await?;
                 }
                 ws.write_message(msg).await
             }
@@ -212,17 +212,38 @@ impl Connection {
     }
 }
 
-/// Runs what other tasks queued for a dedicated socket: frames to send and close requests.
+/// Runs what other tasks queued for a dedicated socket. Frames (broadcasts) are queued
+/// without allocating and written together with one system call; the rare write and close
+/// requests take a boxed path.
 async fn run_commands(ws: &mut WebSocket<TcpStream>, mailbox: &Mailbox) -> Result<(), Error> {
-    // Frames pushed by others are queued and written together at the end: one system call
-    // for a burst of broadcasts, not one each.
+    let mut commands = mailbox.take_all();
     let mut queued = false;
-    for cmd in mailbox.take_all() {
+    while let Some(cmd) = commands.pop_front() {
         match cmd {
             Command::Frame(frame) => {
                 ws.queue_encoded(&frame)?;
                 queued = true;
             }
+            other => {
+                commands.push_front(other);
+                return Box::pin(run_requests(ws, commands)).await;
+            }
+        }
+    }
+    if queued {
+        ws.send_queued().await?;
+    }
+    Ok(())
+}
+
+/// The write and close requests (and any frames after them), in order.
+async fn run_requests(
+    ws: &mut WebSocket<TcpStream>,
+    commands: std::collections::VecDeque<Command>,
+) -> Result<(), Error> {
+    for cmd in commands {
+        match cmd {
+            Command::Frame(frame) => ws.write_encoded(&frame).await?,
             Command::Write { msg, reply } => {
                 let result = ws.write_message(&msg).await;
                 let failed = result.is_err();
@@ -242,9 +263,6 @@ async fn run_commands(ws: &mut WebSocket<TcpStream>, mailbox: &Mailbox) -> Resul
                 return Err(closed(ws));
             }
         }
-    }
-    if queued {
-        ws.send_queued().await?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! presence, and broadcast with one encoded frame for every recipient. A [`Cluster`] backend
 //! (ws-cluster) extends it across nodes behind the same API.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -145,7 +145,8 @@ pub struct LocalSocket {
 
 struct Inner {
     sockets: RwLock<HashMap<WebSocketId, Entry>>,
-    rooms: RwLock<HashMap<Arc<str>, HashSet<WebSocketId>>>,
+    /// Each room's members with their mailboxes, so a publish goes straight to them.
+    rooms: RwLock<HashMap<Arc<str>, HashMap<WebSocketId, Arc<Mailbox>>>>,
     emptied: Notify,
     presence: broadcast::Sender<PresenceEvent>,
     cluster: OnceLock<Arc<dyn Cluster>>,
@@ -338,7 +339,14 @@ impl Registry {
             let Some(entry) = sockets.get_mut(id) else { return false };
             let room: Arc<str> = room.into();
             let since = *entry.rooms.entry(room.clone()).or_insert(since);
-            self.inner.rooms.write().unwrap_or_else(|e| e.into_inner()).entry(room).or_default().insert(*id);
+            let mailbox = entry.mailbox.clone();
+            self.inner
+                .rooms
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(room)
+                .or_default()
+                .insert(*id, mailbox);
             Member { id: *id, label: entry.label.clone(), since_ms: since }
         };
         let _ = self.inner.presence.send(PresenceEvent::Join { room: room.into(), member: member.clone() });
@@ -405,7 +413,7 @@ impl Registry {
     pub fn local_members(&self, room: &str) -> Vec<Member> {
         let ids: Vec<WebSocketId> = {
             let rooms = self.inner.rooms.read().unwrap_or_else(|e| e.into_inner());
-            rooms.get(room).map(|m| m.iter().copied().collect()).unwrap_or_default()
+            rooms.get(room).map(|m| m.keys().copied().collect()).unwrap_or_default()
         };
         let sockets = self.inner.sockets.read().unwrap_or_else(|e| e.into_inner());
         let mut members: Vec<Member> = ids
@@ -434,7 +442,7 @@ impl Registry {
     /// The socket ids in `room` on this node.
     pub fn members(&self, room: &str) -> Vec<WebSocketId> {
         let rooms = self.inner.rooms.read().unwrap_or_else(|e| e.into_inner());
-        rooms.get(room).map(|m| m.iter().copied().collect()).unwrap_or_default()
+        rooms.get(room).map(|m| m.keys().copied().collect()).unwrap_or_default()
     }
 
     /// The rooms that have members on this node.
@@ -464,8 +472,11 @@ impl Registry {
     /// Sends an encoded frame to this node's members of `room` only: how a cluster backend
     /// delivers what another node published.
     pub fn deliver_to_room(&self, room: &str, frame: Bytes) -> usize {
-        let members = self.members(room);
-        self.send_frame(&members, frame)
+        let rooms = self.inner.rooms.read().unwrap_or_else(|e| e.into_inner());
+        match rooms.get(room) {
+            Some(members) => members.values().filter(|mailbox| push_frame(mailbox, &frame)).count(),
+            None => 0,
+        }
     }
 
     /// Presence changes (joins, leaves, label changes) in every room, as they happen.
