@@ -40,6 +40,9 @@ pub fn run(options: Options) -> std::io::Result<Report> {
     Ok(LocalSet::new().block_on(&runtime, run_local(Rc::new(options))))
 }
 
+/// Pause between the last handshake and the first broadcast round.
+const BROADCAST_SETTLE: Duration = Duration::from_secs(1);
+
 async fn run_local(options: Rc<Options>) -> Report {
     let tally = Rc::new(Tally::new());
     let echo_messages = Rc::new(EchoMessages::new(if options.mode == Mode::Echo { options.size } else { 0 }));
@@ -65,6 +68,10 @@ async fn run_local(options: Rc<Options>) -> Report {
     report.connect_s = connect_time.as_secs_f64();
     tally.receivers.set(tally.connected.get());
     if options.mode == Mode::Broadcast {
+        // A server joins a socket to its room after answering 101 (ours in `server`, the
+        // baseline when it registers the peer): let every socket get there before round 1,
+        // or a round whose messages went out first would never complete.
+        tokio::time::sleep(BROADCAST_SETTLE).await;
         tally.start_round(1);
     }
     tally.phase.send_replace(Phase::Running);

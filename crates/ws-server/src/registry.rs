@@ -123,6 +123,9 @@ pub trait Cluster: Send + Sync + 'static {
     async fn room_members(&self, room: &str) -> Option<Vec<Member>>;
 }
 
+/// A room's members on this node, with their mailboxes.
+type RoomMembers = HashMap<WebSocketId, Arc<Mailbox>>;
+
 pub(crate) struct Entry {
     pub(crate) info: SocketInfo,
     pub(crate) mailbox: Arc<Mailbox>,
@@ -146,7 +149,7 @@ pub struct LocalSocket {
 struct Inner {
     sockets: RwLock<HashMap<WebSocketId, Entry>>,
     /// Each room's members with their mailboxes, so a publish goes straight to them.
-    rooms: RwLock<HashMap<Arc<str>, HashMap<WebSocketId, Arc<Mailbox>>>>,
+    rooms: RwLock<HashMap<Arc<str>, RoomMembers>>,
     emptied: Notify,
     presence: broadcast::Sender<PresenceEvent>,
     cluster: OnceLock<Arc<dyn Cluster>>,
