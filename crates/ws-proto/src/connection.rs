@@ -491,11 +491,18 @@ impl Connection {
     /// [`encode_server_frame`]): the way one encoded broadcast reaches many connections.
     /// Only a server may send unmasked frames.
     pub fn send_encoded(&mut self, frames: &[u8]) -> Result<(), SendError> {
+        self.check_send_encoded()?;
+        self.out.extend_from_slice(frames);
+        Ok(())
+    }
+
+    /// May complete encoded frames be sent now? For a caller that sends them itself, right
+    /// after what [`output`](Connection::output) holds (a shared broadcast buffer, say).
+    pub fn check_send_encoded(&self) -> Result<(), SendError> {
         self.check_can_send()?;
         if self.sending.is_some() || self.role != Role::Server {
             return Err(SendError::FragmentOrder);
         }
-        self.out.extend_from_slice(frames);
         Ok(())
     }
 

@@ -143,43 +143,38 @@ impl Connection {
 
     /// IRIS `Write`: one text message, or a binary one when `binary_data` is set.
     pub async fn write(&mut self, data: &str) -> Result<(), Error> {
-        if self.binary_data {
-            return self.write_binary(data.as_bytes()).await;
-        }
+        self.run_pending().await?;
         match &mut self.kind {
-            Kind::Dedicated { ws, mailbox } => {
-                if mailbox.has_pending() {
-                    run_commands(ws, mailbox).await?;
-                }
-                ws.write(data).await
-            }
+            // The socket's own `binary_data` follows ours (see `set_binary_data`).
+            Kind::Dedicated { ws, .. } => ws.write(data).await,
+            Kind::Shared(h) if self.binary_data => h.write_binary(data.as_bytes()).await,
             Kind::Shared(h) => h.write(data).await,
         }
     }
 
     /// One binary message.
     pub async fn write_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.run_pending().await?;
         match &mut self.kind {
-            Kind::Dedicated { ws, mailbox } => {
-                if mailbox.has_pending() {
-                    run_commands(ws, mailbox).await?;
-                }
-                ws.write_binary(data).await
-            }
+            Kind::Dedicated { ws, .. } => ws.write_binary(data).await,
             Kind::Shared(h) => h.write_binary(data).await,
         }
     }
 
     /// One message of either kind (an echo writes back what it read).
     pub async fn write_message(&mut self, msg: &Message) -> Result<(), Error> {
+        self.run_pending().await?;
         match &mut self.kind {
-            Kind::Dedicated { ws, mailbox } => {
-                if mailbox.has_pending() {
-                    run_commands(ws, mailbox).await?;
-                }
-                ws.write_message(msg).await
-            }
+            Kind::Dedicated { ws, .. } => ws.write_message(msg).await,
             Kind::Shared(h) => h.write_message(msg.clone()).await,
+        }
+    }
+
+    /// Before a write on a dedicated socket: send what other tasks queued for it first.
+    async fn run_pending(&mut self) -> Result<(), Error> {
+        match &mut self.kind {
+            Kind::Dedicated { ws, mailbox } if mailbox.has_pending() => run_commands(ws, mailbox).await,
+            _ => Ok(()),
         }
     }
 

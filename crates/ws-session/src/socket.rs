@@ -271,12 +271,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.next_message(deadline).await?
             }
         };
+        Ok(self.take_piece(msg, len))
+    }
+
+    /// The first `len` characters (bytes) of `msg`, keeping the rest for the next read;
+    /// `len == 0` takes it whole.
+    fn take_piece(&mut self, msg: Message, len: usize) -> Message {
         if len == 0 {
-            return Ok(msg);
+            return msg;
         }
         let (first, rest) = msg.split_first(len);
         self.partial = rest;
-        Ok(first)
+        first
     }
 
     /// Like [`read`](WebSocket::read), but returns `Ok(None)` as soon as `interrupt` is
@@ -306,12 +312,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 None => return Ok(None),
             },
         };
-        if len == 0 {
-            return Ok(Some(msg));
-        }
-        let (first, rest) = msg.split_first(len);
-        self.partial = rest;
-        Ok(Some(first))
+        Ok(Some(self.take_piece(msg, len)))
     }
 
     /// [`read`](WebSocket::read) with IRIS's defaults: 32656 characters, 86400 s.
@@ -351,11 +352,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Message::Text(t) => (MessageKind::Text, t.as_bytes().clone()),
                 Message::Binary(b) => (MessageKind::Binary, b.clone()),
             };
-            self.conn.send_header_only(kind, payload.len()).map(|()| {
-                let head = self.conn.take_output().freeze();
-                self.push_segment(head);
-                self.push_segment(payload);
-            })
+            self.conn.send_header_only(kind, payload.len()).map(|()| self.queue_shared(payload))
         } else {
             match msg {
                 Message::Text(t) => self.conn.send_text(t),
@@ -363,6 +360,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
         };
         self.after_send(sent).await
+    }
+
+    /// Queues `payload` as it is (not copied) after everything queued so far.
+    fn queue_shared(&mut self, payload: Bytes) {
+        let queued = self.conn.take_output().freeze();
+        self.push_segment(queued);
+        self.push_segment(payload);
     }
 
     fn push_segment(&mut self, bytes: Bytes) {
@@ -401,12 +405,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     fn queue_encoded_inner(&mut self, frames: &Bytes) -> Result<(), SendError> {
         if frames.len() >= SHARE_PAYLOAD_MIN {
-            // Checks the state and queues nothing; the frames follow what is queued.
-            self.conn.send_encoded(&[]).map(|()| {
-                let head = self.conn.take_output().freeze();
-                self.push_segment(head);
-                self.push_segment(frames.clone());
-            })
+            self.conn.check_send_encoded().map(|()| self.queue_shared(frames.clone()))
         } else {
             self.conn.send_encoded(frames)
         }
