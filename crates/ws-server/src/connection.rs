@@ -1,5 +1,6 @@
 //! `Connection`: what a server class's `server` method talks to.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,19 +120,27 @@ impl Connection {
     /// IRIS `Read(len, timeout)`: up to `len` characters of the next message (bytes for
     /// binary; the rest comes with the next reads), `Err(Timeout)` if nothing came in time
     /// (the socket stays open), `Err(Closed { .. })` once it is closed. Cancel-safe.
-    pub async fn read(&mut self, len: usize, timeout: Duration) -> Result<Message, Error> {
-        let (ws, mailbox) = match &mut self.kind {
-            Kind::Shared(h) => return h.read(len, timeout).await,
-            Kind::Dedicated { ws, mailbox } => (ws, mailbox),
-        };
-        let deadline = Instant::now() + timeout.min(Duration::from_secs(86400 * 365));
-        loop {
-            if mailbox.has_pending() {
-                run_commands(ws, mailbox).await?;
-            }
-            // Returns `None` when another task queued something for this socket.
-            if let Some(msg) = ws.read_interruptible_until(len, deadline, mailbox.interrupt()).await? {
-                return Ok(msg);
+    // (An `async move` block rather than an `async fn`, which would keep a second copy of
+    // the arguments in the future every waiting socket holds.)
+    pub fn read(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Message, Error>> + '_ {
+        async move {
+            let (ws, mailbox) = match &mut self.kind {
+                Kind::Shared(h) => return h.read(len, timeout).await,
+                Kind::Dedicated { ws, mailbox } => (ws, mailbox),
+            };
+            let deadline = Instant::now() + timeout.min(Duration::from_secs(86400 * 365));
+            loop {
+                if mailbox.has_pending() {
+                    run_commands(ws, mailbox).await?;
+                }
+                // Returns `None` when another task queued something for this socket.
+                if let Some(msg) = ws.read_interruptible_until(len, deadline, mailbox.interrupt()).await? {
+                    return Ok(msg);
+                }
             }
         }
     }
@@ -186,7 +195,8 @@ impl Connection {
     /// Closes with `code` and `reason`.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         match &mut self.kind {
-            Kind::Dedicated { ws, .. } => ws.close(code, reason).await,
+            // Boxed: closing is rare, and its future would enlarge every `server` future.
+            Kind::Dedicated { ws, .. } => Box::pin(ws.close(code, reason)).await,
             Kind::Shared(h) => h.close(code, reason).await,
         }
     }

@@ -130,8 +130,34 @@ pub(crate) struct Entry {
     pub(crate) info: SocketInfo,
     pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) shared: Option<Arc<SharedState>>,
-    rooms: HashMap<Arc<str>, u64>,
+    /// Rooms and label, allocated on first use: most sockets have neither, and every entry
+    /// stays small in the table.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Default)]
+struct Extra {
+    /// Each room with the time the socket joined it (ms since the epoch).
+    rooms: Vec<(Arc<str>, u64)>,
     label: String,
+}
+
+impl Entry {
+    fn label(&self) -> &str {
+        self.extra.as_ref().map_or("", |x| &x.label)
+    }
+
+    fn rooms(&self) -> &[(Arc<str>, u64)] {
+        self.extra.as_ref().map_or(&[], |x| &x.rooms)
+    }
+
+    fn joined(&self, room: &str) -> Option<u64> {
+        self.rooms().iter().find(|(r, _)| &**r == room).map(|&(_, since)| since)
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
 }
 
 /// A local socket's full state, for a backend that must re-announce it (after its store lost
@@ -213,8 +239,7 @@ impl Registry {
         shared: Option<Arc<SharedState>>,
     ) {
         let id = info.id;
-        let entry =
-            Entry { info: info.clone(), mailbox, shared, rooms: HashMap::new(), label: String::new() };
+        let entry = Entry { info: info.clone(), mailbox, shared, extra: None };
         self.inner.sockets.write().unwrap_or_else(|e| e.into_inner()).insert(id, entry);
         if let Some(cluster) = self.cluster() {
             cluster.socket_added(&info).await;
@@ -224,7 +249,7 @@ impl Registry {
     pub(crate) async fn remove(&self, id: &WebSocketId) {
         let entry = self.inner.sockets.write().unwrap_or_else(|e| e.into_inner()).remove(id);
         let Some(entry) = entry else { return };
-        let rooms: Vec<Arc<str>> = entry.rooms.keys().cloned().collect();
+        let rooms: Vec<Arc<str>> = entry.rooms().iter().map(|(r, _)| r.clone()).collect();
         {
             let mut all = self.inner.rooms.write().unwrap_or_else(|e| e.into_inner());
             for room in &rooms {
@@ -297,8 +322,8 @@ impl Registry {
             .values()
             .map(|e| LocalSocket {
                 info: e.info.clone(),
-                label: e.label.clone(),
-                rooms: e.rooms.iter().map(|(r, since)| (r.to_string(), *since)).collect(),
+                label: e.label().to_string(),
+                rooms: e.rooms().iter().map(|(r, since)| (r.to_string(), *since)).collect(),
             })
             .collect()
     }
@@ -341,7 +366,13 @@ impl Registry {
             let mut sockets = self.inner.sockets.write().unwrap_or_else(|e| e.into_inner());
             let Some(entry) = sockets.get_mut(id) else { return false };
             let room: Arc<str> = room.into();
-            let since = *entry.rooms.entry(room.clone()).or_insert(since);
+            let since = match entry.joined(&room) {
+                Some(joined) => joined,
+                None => {
+                    entry.extra_mut().rooms.push((room.clone(), since));
+                    since
+                }
+            };
             let mailbox = entry.mailbox.clone();
             self.inner
                 .rooms
@@ -350,7 +381,7 @@ impl Registry {
                 .entry(room)
                 .or_default()
                 .insert(*id, mailbox);
-            Member { id: *id, label: entry.label.clone(), since_ms: since }
+            Member { id: *id, label: entry.label().to_string(), since_ms: since }
         };
         let _ = self.inner.presence.send(PresenceEvent::Join { room: room.into(), member: member.clone() });
         if let Some(cluster) = self.cluster() {
@@ -362,7 +393,11 @@ impl Registry {
     /// Removes socket `id` from `room`.
     pub async fn unsubscribe(&self, id: &WebSocketId, room: &str) {
         let was_member = match self.inner.sockets.write().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
-            Some(entry) => entry.rooms.remove(room).is_some(),
+            Some(entry) => entry
+                .extra
+                .as_mut()
+                .and_then(|x| x.rooms.iter().position(|(r, _)| &**r == room).map(|i| x.rooms.swap_remove(i)))
+                .is_some(),
             None => false,
         };
         {
@@ -388,9 +423,9 @@ impl Registry {
         let changed: Vec<(String, Member)> = {
             let mut sockets = self.inner.sockets.write().unwrap_or_else(|e| e.into_inner());
             let Some(entry) = sockets.get_mut(id) else { return false };
-            entry.label = label.to_string();
+            entry.extra_mut().label = label.to_string();
             entry
-                .rooms
+                .rooms()
                 .iter()
                 .map(|(room, since)| {
                     (room.to_string(), Member { id: *id, label: label.into(), since_ms: *since })
@@ -409,7 +444,7 @@ impl Registry {
 
     /// Socket `id`'s label (local sockets).
     pub fn label(&self, id: &WebSocketId) -> Option<String> {
-        self.inner.sockets.read().unwrap_or_else(|e| e.into_inner()).get(id).map(|e| e.label.clone())
+        self.inner.sockets.read().unwrap_or_else(|e| e.into_inner()).get(id).map(|e| e.label().to_string())
     }
 
     /// The members of `room` on this node, in order of joining.
@@ -423,7 +458,7 @@ impl Registry {
             .into_iter()
             .filter_map(|id| {
                 let e = sockets.get(&id)?;
-                Some(Member { id, label: e.label.clone(), since_ms: *e.rooms.get(room)? })
+                Some(Member { id, label: e.label().to_string(), since_ms: e.joined(room)? })
             })
             .collect();
         members.sort_by_key(|m| (m.since_ms, m.id));

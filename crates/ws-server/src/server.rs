@@ -312,12 +312,13 @@ struct Accepted {
     shared: bool,
 }
 
+/// A new TCP connection's task: the handshake, then (for a WebSocket) the socket's own task.
 async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    // The handshake runs in its own heap-allocated future: its state (request buffer,
-    // headers, parsed request) does not enlarge this task for the socket's whole life.
-    let accepted = Box::pin(handshake(stream, peer, &shared)).await;
-    if let Some(accepted) = accepted {
-        run_socket(accepted, &shared).await;
+    // The socket gets a task of its own, so the handshake's state (request buffer, headers,
+    // parsed request, the stream and peer address it started from) is not carried for the
+    // socket's whole life: an idle socket's task holds only what the socket needs.
+    if let Some(accepted) = handshake(stream, peer, &shared).await {
+        tokio::spawn(run_socket(accepted, shared));
     }
 }
 
@@ -456,43 +457,69 @@ async fn serve_page(
     let _ = stream.shutdown().await;
 }
 
-/// The live socket: `server`, then the close, then `on_post_server`.
-async fn run_socket(accepted: Accepted, shared: &Shared) {
-    let Accepted { ws, mut instance, id, class, session_id, shared: is_shared } = accepted;
-    let registry = shared.registry.clone();
-    let info = SocketInfo { id, class: class.clone(), session_id: session_id.clone(), shared: is_shared };
-    let mailbox = Arc::new(Mailbox::default());
-    tracing::info!(web_socket_id = %id, class = %class, shared = is_shared, "connection opened");
-
-    let (outcome, close) = if is_shared {
-        // Boxed: a dedicated socket's task does not carry the shared machinery's state.
-        Box::pin(run_shared(
-            &mut instance,
-            info,
-            id,
-            session_id.clone(),
+/// The live socket: `server`, then the close, then `on_post_server`. (The fields of
+/// `accepted` are used in place rather than moved into locals: each local would take room
+/// of its own in this task, next to the argument, for the socket's whole life.)
+fn run_socket(mut accepted: Accepted, shared: Arc<Shared>) -> impl Future<Output = ()> {
+    async move {
+        let registry = &shared.registry;
+        tracing::info!(web_socket_id = %accepted.id, class = %accepted.class, shared = accepted.shared, "connection opened");
+        let info = SocketInfo {
+            id: accepted.id,
+            class: accepted.class.clone(),
+            session_id: accepted.session_id.clone(),
+            shared: accepted.shared,
+        };
+        let mailbox = Arc::new(Mailbox::default());
+        let (outcome, close) = if accepted.shared {
+            // Boxed: a dedicated socket's task does not carry the shared machinery's state.
+            Box::pin(run_shared(
+                &mut accepted.instance,
+                info,
+                accepted.id,
+                accepted.session_id.clone(),
+                registry.clone(),
+                accepted.ws,
+                mailbox,
+                &shared,
+            ))
+            .await
+        } else {
+            Box::pin(registry.insert(info, mailbox.clone(), None)).await;
+            let mut conn = Connection::dedicated(
+                accepted.id,
+                accepted.session_id.clone(),
+                registry.clone(),
+                accepted.ws,
+                mailbox,
+            );
+            let outcome = CatchUnwind(accepted.instance.server(&mut conn)).await;
+            // The ending runs in its own boxed future: it does not enlarge the idle task.
+            Box::pin(async move {
+                if !conn.is_closed() {
+                    let _ = conn.end_server().await;
+                }
+                conn.registry().remove(&conn.web_socket_id()).await;
+                let close = conn.close_info().unwrap_or((CloseCode::ABNORMAL, String::new()));
+                if let Some(mailbox) = conn.mailbox() {
+                    refuse_all(mailbox.close(), close.0, &close.1);
+                }
+                (outcome, close)
+            })
+            .await
+        };
+        Box::pin(finish(
+            accepted.instance,
+            outcome,
+            close,
+            accepted.id,
+            accepted.class,
+            accepted.session_id,
+            accepted.shared,
             registry.clone(),
-            ws,
-            mailbox,
-            shared,
         ))
-        .await
-    } else {
-        Box::pin(registry.insert(info, mailbox.clone(), None)).await;
-        let mut conn = Connection::dedicated(id, session_id.clone(), registry.clone(), ws, mailbox);
-        let outcome = CatchUnwind(instance.server(&mut conn)).await;
-        if !conn.is_closed() {
-            let _ = Box::pin(conn.end_server()).await; // boxed: kept out of the idle task's size
-        }
-        Box::pin(registry.remove(&id)).await;
-        let close = conn.close_info().unwrap_or((CloseCode::ABNORMAL, String::new()));
-        if let Some(mailbox) = conn.mailbox() {
-            refuse_all(mailbox.close(), close.0, &close.1);
-        }
-        (outcome, close)
-    };
-    // The ending runs once, in its own boxed future: it does not enlarge the idle task.
-    Box::pin(finish(instance, outcome, close, id, class, session_id, is_shared, registry)).await;
+        .await;
+    }
 }
 
 /// A shared socket's life: its driver task and `server` side by side.

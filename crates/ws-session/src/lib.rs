@@ -14,6 +14,7 @@ mod config;
 mod error;
 mod handshake;
 mod interrupt;
+mod pool;
 mod socket;
 
 pub use config::{Config, DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT};

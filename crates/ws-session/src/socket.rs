@@ -1,7 +1,7 @@
 //! `WebSocket`: one connection's reads, writes, timers and closing handshake.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -93,11 +93,19 @@ impl Message {
     }
 }
 
-/// What ended a wait.
-enum Wait {
-    Data,
+/// What one step of reading came to.
+enum Step {
+    Message(Message),
     Interrupted,
-    Failed(io::Error),
+    Slow(Slow),
+}
+
+/// The rare outcomes of a step, handled by [`WebSocket::slow_step`].
+enum Slow {
+    Close(Option<ws_proto::CloseFrame>),
+    Failure(ProtocolError),
+    Died(io::Error),
+    Ended,
     Timer,
 }
 
@@ -263,15 +271,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// `Err(Timeout)` if nothing arrived in time (the socket stays open and loses nothing),
     /// `Err(Closed { .. })` once the peer closed or the connection died. `len == 0` returns
     /// the whole message.
-    pub async fn read(&mut self, len: usize, timeout: Duration) -> Result<Message, Error> {
-        let msg = match self.partial.take() {
-            Some(rest) => rest,
-            None => {
-                let deadline = deadline_after(timeout);
-                self.next_message(deadline).await?
+    // (The read methods return `async move` blocks rather than being `async fn`s: an
+    // `async fn` keeps a second copy of its arguments in its future, and a waiting read's
+    // future is held by every idle socket.)
+    pub fn read(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Message, Error>> + '_ {
+        async move {
+            if let Some(rest) = self.partial.take() {
+                return Ok(self.take_piece(rest, len));
             }
-        };
-        Ok(self.take_piece(msg, len))
+            let msg = self.next_message(deadline_after(timeout)).await?;
+            Ok(self.take_piece(msg, len))
+        }
     }
 
     /// The first `len` characters (bytes) of `msg`, keeping the rest for the next read;
@@ -299,20 +313,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// [`read_interruptible`](WebSocket::read_interruptible) with a deadline instead of a
     /// timeout (for a caller that loops and keeps one deadline).
-    pub async fn read_interruptible_until(
-        &mut self,
+    pub fn read_interruptible_until<'a>(
+        &'a mut self,
         len: usize,
         deadline: Instant,
-        interrupt: &crate::Interrupt,
-    ) -> Result<Option<Message>, Error> {
-        let msg = match self.partial.take() {
-            Some(rest) => rest,
-            None => match self.next_event(deadline, Some(interrupt)).await? {
-                Some(msg) => msg,
-                None => return Ok(None),
-            },
-        };
-        Ok(Some(self.take_piece(msg, len)))
+        interrupt: &'a crate::Interrupt,
+    ) -> impl Future<Output = Result<Option<Message>, Error>> + 'a {
+        async move {
+            if let Some(rest) = self.partial.take() {
+                return Ok(Some(self.take_piece(rest, len)));
+            }
+            match self.next_event(deadline, Some(interrupt)).await? {
+                Some(msg) => Ok(Some(self.take_piece(msg, len))),
+                None => Ok(None),
+            }
+        }
     }
 
     /// [`read`](WebSocket::read) with IRIS's defaults: 32656 characters, 86400 s.
@@ -473,7 +488,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 SendError::InvalidCloseCode(c) => Error::InvalidInput(format!("close code {c}")),
             });
         }
-        let bound = self.config.max_write_buffer;
         // With a complete frame already waiting, the caller will read again at once, and the
         // read writes the queued output before it waits: replies to pipelined messages go out
         // together in one write instead of one system call each.
@@ -483,8 +497,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         {
             return Err(self.died(e));
         }
-        if self.buffered_amount() > bound {
-            self.wait_written(bound).await?;
+        if self.buffered_amount() > self.config.max_write_buffer {
+            // A slow peer: wait in a boxed future, so every write's future stays small.
+            let bound = self.config.max_write_buffer;
+            Box::pin(self.wait_written(bound)).await?;
         }
         Ok(())
     }
@@ -557,16 +573,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if let Poll::Ready(Err(e)) = self.poll_write_out(cx, 0) {
             return Poll::Ready(Err(e));
         }
-        if self.rbuf.capacity() - self.rbuf.len() < self.config.read_chunk / 4 {
+        // Room for twice the last read, so a message of the same size (frame header
+        // included) arrives in one read; a quarter of the full chunk once reads are large.
+        let room = (self.read_hint * 2).clamp(64, self.config.read_chunk / 4);
+        if self.rbuf.capacity() == 0 {
             // After an idle spell the buffer was given back: take one the size of the last
-            // read (small for chat-sized traffic), the full chunk once reads fill it.
-            let want = if self.rbuf.capacity() == 0 {
-                // Twice the last read, so a message of the same size (frame header included)
-                // arrives in one read.
-                (self.read_hint * 2).clamp(MIN_READ, self.config.read_chunk)
-            } else {
-                self.config.read_chunk
-            };
+            // read (small for chat-sized traffic), from the thread's pool when it can.
+            let want = (self.read_hint * 2).clamp(MIN_READ, self.config.read_chunk);
+            self.rbuf = crate::pool::take(room, want);
+        } else if self.rbuf.capacity() - self.rbuf.len() < room {
+            let want = if room >= self.config.read_chunk / 4 { self.config.read_chunk } else { MIN_READ };
             self.rbuf.reserve(want);
         }
         let before = self.rbuf.len();
@@ -574,7 +590,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if polled.is_pending() && self.rbuf.is_empty() {
             // Idle: hold no buffers while waiting (an idle connection costs little memory);
             // they are taken again when bytes arrive.
-            self.rbuf = BytesMut::new();
+            crate::pool::give(std::mem::take(&mut self.rbuf));
             if self.buffered_amount() == 0 {
                 self.conn.shrink_idle();
             }
@@ -599,92 +615,114 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// The next data message, answering control frames on the way; ends the transport when
     /// the closing handshake completes or the peer breaks the protocol.
-    async fn next_message(&mut self, deadline: Instant) -> Result<Message, Error> {
-        match self.next_event(deadline, None).await {
-            Ok(Some(msg)) => Ok(msg),
-            Ok(None) => Err(Error::Timeout), // not reached: no interrupt to raise
-            Err(e) => Err(e),
+    fn next_message(&mut self, deadline: Instant) -> impl Future<Output = Result<Message, Error>> + '_ {
+        async move {
+            match self.next_event(deadline, None).await {
+                Ok(Some(msg)) => Ok(msg),
+                Ok(None) => Err(Error::Timeout), // not reached: no interrupt to raise
+                Err(e) => Err(e),
+            }
         }
     }
 
     /// The next data message, or `None` once `interrupt` is raised.
-    async fn next_event(
+    ///
+    /// The common path (a message is buffered, or bytes arrive, or nothing yet) is one plain
+    /// poll function, [`poll_step`](WebSocket::poll_step); only the rare endings and timers
+    /// run as boxed futures. This keeps a waiting read's future, which an idle socket holds
+    /// for its whole life, a few dozen bytes, and each message a single poll.
+    fn next_event<'a>(
+        &'a mut self,
+        deadline: Instant,
+        interrupt: Option<&'a crate::Interrupt>,
+    ) -> impl Future<Output = Result<Option<Message>, Error>> + 'a {
+        async move {
+            loop {
+                match poll_fn(|cx| self.poll_step(cx, deadline, interrupt)).await {
+                    Step::Message(msg) => return Ok(Some(msg)),
+                    Step::Interrupted => return Ok(None),
+                    Step::Slow(slow) => Box::pin(self.slow_step(slow, deadline)).await?,
+                }
+            }
+        }
+    }
+
+    /// Parses what is buffered; when that is no message, reads (writing queued output
+    /// meanwhile) and waits for bytes, `interrupt` or the socket's timer.
+    fn poll_step(
         &mut self,
+        cx: &mut Context<'_>,
         deadline: Instant,
         interrupt: Option<&crate::Interrupt>,
-    ) -> Result<Option<Message>, Error> {
+    ) -> Poll<Step> {
         loop {
             match self.conn.poll_event(&mut self.rbuf) {
-                Ok(Some(Event::Text(t))) => return Ok(Some(Message::Text(t))),
-                Ok(Some(Event::Binary(b))) => return Ok(Some(Message::Binary(b))),
+                Ok(Some(Event::Text(t))) => return Poll::Ready(Step::Message(Message::Text(t))),
+                Ok(Some(Event::Binary(b))) => return Poll::Ready(Step::Message(Message::Binary(b))),
                 Ok(Some(Event::Ping(_))) => continue, // the Pong is queued; poll_fill sends it
                 Ok(Some(Event::Pong(_))) => {
                     self.ping_sent = None;
                     continue;
                 }
-                Ok(Some(Event::Close(frame))) => {
-                    let (code, reason) = match frame {
-                        Some(f) => (f.code, f.reason),
-                        None => (CloseCode::NO_STATUS, String::new()),
-                    };
-                    tracing::debug!(%code, %reason, "peer closed");
-                    self.ended = Some(Ended { code, reason });
-                    // Rare paths are boxed so they do not enlarge every waiting read.
-                    Box::pin(self.finish_transport()).await;
-                    return Err(self.ended.as_ref().map(Ended::error).unwrap_or(Error::Timeout));
-                }
-                Err(error) => return Err(Box::pin(self.protocol_failure(error)).await),
+                Ok(Some(Event::Close(frame))) => return Poll::Ready(Step::Slow(Slow::Close(frame))),
+                Err(error) => return Poll::Ready(Step::Slow(Slow::Failure(error))),
                 Ok(None) => {}
             }
-            if let Some(ended) = &self.ended {
-                return Err(ended.error());
+            if self.ended.is_some() {
+                return Poll::Ready(Step::Slow(Slow::Ended));
             }
+            if let Some(interrupt) = interrupt {
+                interrupt.register(cx.waker());
+                if interrupt.is_raised() {
+                    return Poll::Ready(Step::Interrupted);
+                }
+            }
+            match self.poll_fill(cx) {
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Step::Slow(Slow::Died(e))),
+                Poll::Pending => {}
+            }
+            // The socket's one timer: created on first use, moved earlier only when needed;
+            // when it fires before `wake` (armed for an earlier read) it moves to `wake`.
             let wake = self.next_timer(deadline);
-            match self.wait(wake, interrupt).await {
-                Wait::Data => {}
-                Wait::Interrupted => return Ok(None),
-                Wait::Failed(e) => return Err(self.died(e)),
-                Wait::Timer => Box::pin(self.on_timer(deadline)).await?,
+            let timer = match &mut self.timer {
+                Some(timer) => {
+                    if timer.deadline() > wake {
+                        timer.as_mut().reset(wake);
+                    }
+                    timer
+                }
+                None => self.timer.insert(Box::pin(tokio::time::sleep_until(wake))),
+            };
+            loop {
+                match timer.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) if Instant::now() < wake => timer.as_mut().reset(wake),
+                    Poll::Ready(()) => return Poll::Ready(Step::Slow(Slow::Timer)),
+                }
             }
         }
     }
 
-    /// Waits for input (writing queued output meanwhile), an interrupt, or `wake`.
-    async fn wait(&mut self, wake: Instant, interrupt: Option<&crate::Interrupt>) -> Wait {
-        // The socket's one timer: created on first use, moved earlier only when needed.
-        let mut timer = match self.timer.take() {
-            Some(mut t) => {
-                if t.deadline() > wake {
-                    t.as_mut().reset(wake);
-                }
-                t
+    /// The rare outcomes of a step: the peer's Close, a protocol failure, a dead transport,
+    /// a timer. `Ok` means "read on".
+    async fn slow_step(&mut self, slow: Slow, deadline: Instant) -> Result<(), Error> {
+        match slow {
+            Slow::Close(frame) => {
+                let (code, reason) = match frame {
+                    Some(f) => (f.code, f.reason),
+                    None => (CloseCode::NO_STATUS, String::new()),
+                };
+                tracing::debug!(%code, %reason, "peer closed");
+                self.ended = Some(Ended { code, reason });
+                self.finish_transport().await;
+                Err(self.ended.as_ref().map(Ended::error).unwrap_or(Error::Timeout))
             }
-            None => Box::pin(tokio::time::sleep_until(wake)),
-        };
-        let outcome = poll_fn(|cx| {
-            if let Some(interrupt) = interrupt {
-                interrupt.register(cx.waker());
-                if interrupt.is_raised() {
-                    return Poll::Ready(Wait::Interrupted);
-                }
-            }
-            match self.poll_fill(cx) {
-                Poll::Ready(Ok(())) => return Poll::Ready(Wait::Data),
-                Poll::Ready(Err(e)) => return Poll::Ready(Wait::Failed(e)),
-                Poll::Pending => {}
-            }
-            loop {
-                match timer.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    // Armed for an earlier read: move it to this deadline and keep waiting.
-                    Poll::Ready(()) if Instant::now() < wake => timer.as_mut().reset(wake),
-                    Poll::Ready(()) => return Poll::Ready(Wait::Timer),
-                }
-            }
-        })
-        .await;
-        self.timer = Some(timer);
-        outcome
+            Slow::Failure(error) => Err(self.protocol_failure(error).await),
+            Slow::Died(e) => Err(self.died(e)),
+            Slow::Ended => Err(self.ended.as_ref().map(Ended::error).unwrap_or(Error::Timeout)),
+            Slow::Timer => self.on_timer(deadline).await,
+        }
     }
 
     async fn protocol_failure(&mut self, error: ProtocolError) -> Error {
