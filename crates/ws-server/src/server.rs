@@ -460,6 +460,7 @@ async fn serve_page(
 /// The live socket: `server`, then the close, then `on_post_server`. (The fields of
 /// `accepted` are used in place rather than moved into locals: each local would take room
 /// of its own in this task, next to the argument, for the socket's whole life.)
+#[allow(clippy::manual_async_fn)] // an async fn would store its arguments twice
 fn run_socket(mut accepted: Accepted, shared: Arc<Shared>) -> impl Future<Output = ()> {
     async move {
         let registry = &shared.registry;

@@ -274,6 +274,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     // (The read methods return `async move` blocks rather than being `async fn`s: an
     // `async fn` keeps a second copy of its arguments in its future, and a waiting read's
     // future is held by every idle socket.)
+    #[allow(clippy::manual_async_fn)] // an async fn would store its arguments twice
     pub fn read(
         &mut self,
         len: usize,
@@ -313,6 +314,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// [`read_interruptible`](WebSocket::read_interruptible) with a deadline instead of a
     /// timeout (for a caller that loops and keeps one deadline).
+    #[allow(clippy::manual_async_fn)] // an async fn would store its arguments twice
     pub fn read_interruptible_until<'a>(
         &'a mut self,
         len: usize,
@@ -615,6 +617,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// The next data message, answering control frames on the way; ends the transport when
     /// the closing handshake completes or the peer breaks the protocol.
+    #[allow(clippy::manual_async_fn)] // an async fn would store its arguments twice
     fn next_message(&mut self, deadline: Instant) -> impl Future<Output = Result<Message, Error>> + '_ {
         async move {
             match self.next_event(deadline, None).await {
@@ -631,6 +634,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// poll function, [`poll_step`](WebSocket::poll_step); only the rare endings and timers
     /// run as boxed futures. This keeps a waiting read's future, which an idle socket holds
     /// for its whole life, a few dozen bytes, and each message a single poll.
+    #[allow(clippy::manual_async_fn)] // an async fn would store its arguments twice
     fn next_event<'a>(
         &'a mut self,
         deadline: Instant,
