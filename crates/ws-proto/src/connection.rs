@@ -1,6 +1,7 @@
 //! The connection state machine: bytes in, events out; sends written to an output buffer.
 //! Sections 5 (framing), 5.4 (fragmentation), 5.5 (control frames), 7 (closing) of RFC 6455.
 
+use alloc::boxed::Box;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame, encode_close_payload, parse_close_payload};
@@ -129,7 +130,8 @@ pub struct Connection {
     /// Kind of the fragmented message being sent.
     sending: Option<MessageKind>,
     close_sent: bool,
-    close_received: Option<Option<CloseFrame>>,
+    /// Boxed: set once, at the end, and every connection carries the field.
+    close_received: Option<Box<Option<CloseFrame>>>,
     failed: Option<ProtocolError>,
     rng: u64,
 }
@@ -176,7 +178,7 @@ impl Connection {
 
     /// The peer's Close frame, once received (`Some(None)`: it carried no status).
     pub fn close_received(&self) -> Option<&Option<CloseFrame>> {
-        self.close_received.as_ref()
+        self.close_received.as_deref()
     }
 
     /// Has this end sent (or queued) its Close frame?
@@ -368,7 +370,7 @@ impl Connection {
             self.write_frame(OpCode::Close, true, &body);
             self.close_sent = true;
         }
-        self.close_received = Some(frame.clone());
+        self.close_received = Some(Box::new(frame.clone()));
         Ok(Event::Close(frame))
     }
 

@@ -16,8 +16,9 @@ enum Kind {
     /// Owned by this task: reads and writes go straight to the stream. (Boxed: it keeps the
     /// connection's task small, at the price of one pointer hop per call.)
     Dedicated { ws: Box<WebSocket<TcpStream>>, mailbox: Arc<Mailbox> },
-    /// Driven by the socket's own task, reached through a handle.
-    Shared(SharedHandle),
+    /// Driven by the socket's own task, reached through a handle. (Boxed: it keeps every
+    /// dedicated socket's `Connection` small.)
+    Shared(Box<SharedHandle>),
 }
 
 /// One client's socket as its `server` method sees it: IRIS `Read`, `Write`, `BinaryData`,
@@ -57,7 +58,7 @@ impl Connection {
         registry: Registry,
         handle: SharedHandle,
     ) -> Self {
-        Connection { id, session_id, registry, binary_data: false, kind: Kind::Shared(handle) }
+        Connection { id, session_id, registry, binary_data: false, kind: Kind::Shared(Box::new(handle)) }
     }
 
     /// IRIS `WebSocketID`: this socket's unique id.
@@ -67,6 +68,10 @@ impl Connection {
 
     /// IRIS `SessionId`: the hosting HTTP session's id (from the session cookie).
     pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    pub(crate) fn session_id_arc(&self) -> &Arc<str> {
         &self.session_id
     }
 
@@ -130,7 +135,7 @@ impl Connection {
     ) -> impl Future<Output = Result<Message, Error>> + '_ {
         async move {
             let (ws, mailbox) = match &mut self.kind {
-                Kind::Shared(h) => return h.read(len, timeout).await,
+                Kind::Shared(h) => return Box::pin(h.read(len, timeout)).await,
                 Kind::Dedicated { ws, mailbox } => (ws, mailbox),
             };
             let deadline = Instant::now() + timeout.min(Duration::from_secs(86400 * 365));
@@ -157,8 +162,8 @@ impl Connection {
         match &mut self.kind {
             // The socket's own `binary_data` follows ours (see `set_binary_data`).
             Kind::Dedicated { ws, .. } => ws.write(data).await,
-            Kind::Shared(h) if self.binary_data => h.write_binary(data.as_bytes()).await,
-            Kind::Shared(h) => h.write(data).await,
+            Kind::Shared(h) if self.binary_data => Box::pin(h.write_binary(data.as_bytes())).await,
+            Kind::Shared(h) => Box::pin(h.write(data)).await,
         }
     }
 
@@ -167,7 +172,7 @@ impl Connection {
         self.run_pending().await?;
         match &mut self.kind {
             Kind::Dedicated { ws, .. } => ws.write_binary(data).await,
-            Kind::Shared(h) => h.write_binary(data).await,
+            Kind::Shared(h) => Box::pin(h.write_binary(data)).await,
         }
     }
 
@@ -176,14 +181,17 @@ impl Connection {
         self.run_pending().await?;
         match &mut self.kind {
             Kind::Dedicated { ws, .. } => ws.write_message(msg).await,
-            Kind::Shared(h) => h.write_message(msg.clone()).await,
+            Kind::Shared(h) => Box::pin(h.write_message(msg.clone())).await,
         }
     }
 
     /// Before a write on a dedicated socket: send what other tasks queued for it first.
     async fn run_pending(&mut self) -> Result<(), Error> {
         match &mut self.kind {
-            Kind::Dedicated { ws, mailbox } if mailbox.has_pending() => run_commands(ws, mailbox).await,
+            // Boxed: rare before a write, and it would enlarge every write's future.
+            Kind::Dedicated { ws, mailbox } if mailbox.has_pending() => {
+                Box::pin(run_commands(ws, mailbox)).await
+            }
             _ => Ok(()),
         }
     }
@@ -198,7 +206,7 @@ impl Connection {
         match &mut self.kind {
             // Boxed: closing is rare, and its future would enlarge every `server` future.
             Kind::Dedicated { ws, .. } => Box::pin(ws.close(code, reason)).await,
-            Kind::Shared(h) => h.close(code, reason).await,
+            Kind::Shared(h) => Box::pin(h.close(code, reason)).await,
         }
     }
 
@@ -206,6 +214,17 @@ impl Connection {
     pub(crate) fn close_info(&self) -> Option<(CloseCode, String)> {
         match &self.kind {
             Kind::Dedicated { ws, .. } => ws.close_info().map(|(c, r)| (c, r.to_string())),
+            Kind::Shared(_) => None,
+        }
+    }
+
+    /// A dedicated socket's parts (to make it shared).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn into_dedicated_parts(
+        self,
+    ) -> Option<(WebSocketId, Arc<str>, Registry, Box<WebSocket<TcpStream>>, Arc<Mailbox>)> {
+        match self.kind {
+            Kind::Dedicated { ws, mailbox } => Some((self.id, self.session_id, self.registry, ws, mailbox)),
             Kind::Shared(_) => None,
         }
     }

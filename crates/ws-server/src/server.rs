@@ -304,11 +304,11 @@ fn class_from_path(path: &str) -> Option<(&str, &str)> {
 /// What the handshake hands over to the live socket: only what the socket needs from then
 /// on (the request, its buffers and headers are freed with the handshake's future).
 struct Accepted {
-    ws: Box<WebSocket<TcpStream>>,
+    /// The socket as its `server` sees it (a dedicated one; `run_shared` takes a shared
+    /// one's apart). It carries the ids, so the task holds them once.
+    conn: Connection,
     instance: Box<dyn WebSocketServer>,
-    id: WebSocketId,
     class: Arc<str>,
-    session_id: Arc<str>,
     shared: bool,
 }
 
@@ -424,7 +424,9 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
         leftover,
         protocol,
     ));
-    Some(Accepted { ws, instance, id, class: route.name.clone(), session_id, shared: pre.shared })
+    let conn =
+        Connection::dedicated(id, session_id, shared.registry.clone(), ws, Arc::new(Mailbox::default()));
+    Some(Accepted { conn, instance, class: route.name.clone(), shared: pre.shared })
 }
 
 async fn serve_page(
@@ -463,39 +465,22 @@ async fn serve_page(
 #[allow(clippy::manual_async_fn)] // an async fn would store its arguments twice
 fn run_socket(mut accepted: Accepted, shared: Arc<Shared>) -> impl Future<Output = ()> {
     async move {
-        let registry = &shared.registry;
-        tracing::info!(web_socket_id = %accepted.id, class = %accepted.class, shared = accepted.shared, "connection opened");
         let info = SocketInfo {
-            id: accepted.id,
+            id: accepted.conn.web_socket_id(),
             class: accepted.class.clone(),
-            session_id: accepted.session_id.clone(),
+            session_id: accepted.conn.session_id_arc().clone(),
             shared: accepted.shared,
         };
-        let mailbox = Arc::new(Mailbox::default());
-        let (outcome, close) = if accepted.shared {
+        tracing::info!(web_socket_id = %info.id, class = %info.class, shared = info.shared, "connection opened");
+        let ending = if accepted.shared {
             // Boxed: a dedicated socket's task does not carry the shared machinery's state.
-            Box::pin(run_shared(
-                &mut accepted.instance,
-                info,
-                accepted.id,
-                accepted.session_id.clone(),
-                registry.clone(),
-                accepted.ws,
-                mailbox,
-                &shared,
-            ))
-            .await
+            Box::pin(run_shared(&mut accepted.instance, info, accepted.conn, &shared)).await
         } else {
-            Box::pin(registry.insert(info, mailbox.clone(), None)).await;
-            let mut conn = Connection::dedicated(
-                accepted.id,
-                accepted.session_id.clone(),
-                registry.clone(),
-                accepted.ws,
-                mailbox,
-            );
-            let outcome = CatchUnwind(accepted.instance.server(&mut conn)).await;
+            let mailbox = accepted.conn.mailbox().cloned().expect("a dedicated socket has a mailbox");
+            Box::pin(shared.registry.insert(info, mailbox, None)).await;
+            let outcome = CatchUnwind(accepted.instance.server(&mut accepted.conn)).await;
             // The ending runs in its own boxed future: it does not enlarge the idle task.
+            let conn = &mut accepted.conn;
             Box::pin(async move {
                 if !conn.is_closed() {
                     let _ = conn.end_server().await;
@@ -505,58 +490,50 @@ fn run_socket(mut accepted: Accepted, shared: Arc<Shared>) -> impl Future<Output
                 if let Some(mailbox) = conn.mailbox() {
                     refuse_all(mailbox.close(), close.0, &close.1);
                 }
-                (outcome, close)
+                Ending { outcome, close, id: conn.web_socket_id(), session_id: conn.session_id_arc().clone() }
             })
             .await
         };
-        Box::pin(finish(
-            accepted.instance,
-            outcome,
-            close,
-            accepted.id,
-            accepted.class,
-            accepted.session_id,
-            accepted.shared,
-            registry.clone(),
-        ))
-        .await;
+        Box::pin(finish(accepted.instance, ending, accepted.class, accepted.shared, shared.registry.clone()))
+            .await;
     }
 }
 
 /// A shared socket's life: its driver task and `server` side by side.
-#[allow(clippy::too_many_arguments)]
 async fn run_shared(
     instance: &mut Box<dyn WebSocketServer>,
     info: SocketInfo,
-    id: WebSocketId,
-    session_id: Arc<str>,
-    registry: Registry,
-    ws: Box<WebSocket<TcpStream>>,
-    mailbox: Arc<Mailbox>,
+    dedicated: Connection,
     shared: &Shared,
-) -> (Result<Result<(), ws_session::Error>, Box<dyn Any + Send>>, (CloseCode, String)) {
+) -> Ending {
+    let (id, session_id, registry, ws, mailbox) = dedicated.into_dedicated_parts().expect("made dedicated");
     let state = Arc::new(SharedState::default());
     Box::pin(registry.insert(info, mailbox.clone(), Some(state.clone()))).await;
     let handle = SharedHandle::local(id, mailbox.clone(), state.clone());
-    let mut conn = Connection::shared(id, session_id, registry.clone(), handle);
+    let mut conn = Connection::shared(id, session_id.clone(), registry.clone(), handle);
     let driver = crate::shared::run(*ws, mailbox, state.clone(), shared.config.session_timeout);
     let (_, outcome) = tokio::join!(driver, CatchUnwind(instance.server(&mut conn)));
     Box::pin(registry.remove(&id)).await;
     let close = state.ended().unwrap_or((CloseCode::ABNORMAL, String::new()));
-    (outcome, close)
+    Ending { outcome, close, id, session_id }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn finish(
-    mut instance: Box<dyn WebSocketServer>,
+/// How a socket's `server` ended, for `on_post_server`.
+struct Ending {
     outcome: Result<Result<(), ws_session::Error>, Box<dyn Any + Send>>,
     close: (CloseCode, String),
     id: WebSocketId,
-    class: Arc<str>,
     session_id: Arc<str>,
+}
+
+async fn finish(
+    mut instance: Box<dyn WebSocketServer>,
+    ending: Ending,
+    class: Arc<str>,
     is_shared: bool,
     registry: Registry,
 ) {
+    let Ending { outcome, close, id, session_id } = ending;
     let (error, panicked) = match outcome {
         Ok(Ok(())) => (None, false),
         Ok(Err(e)) => (Some(e.to_string()), false),

@@ -146,10 +146,10 @@ pub struct WebSocket<S> {
     segments: VecDeque<Bytes>,
     segments_len: usize,
     /// The unread rest of a message after a `read` with a short `len`.
-    partial: Option<Message>,
+    partial: Option<Box<Message>>,
     config: Arc<Config>,
     binary_data: bool,
-    ended: Option<Ended>,
+    ended: Option<Box<Ended>>,
     last_rx: Instant,
     ping_sent: Option<Instant>,
     /// One timer for every wait of this socket, re-armed only when it fires before the
@@ -157,7 +157,7 @@ pub struct WebSocket<S> {
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Size of the last read from the transport: how much to reserve after an idle spell.
     read_hint: usize,
-    protocol: Option<String>,
+    protocol: Option<Box<str>>,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -211,7 +211,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             ping_sent: None,
             timer: None,
             read_hint: 0,
-            protocol,
+            protocol: protocol.map(String::into_boxed_str),
         }
     }
 
@@ -282,7 +282,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ) -> impl Future<Output = Result<Message, Error>> + '_ {
         async move {
             if let Some(rest) = self.partial.take() {
-                return Ok(self.take_piece(rest, len));
+                return Ok(self.take_piece(*rest, len));
             }
             let msg = self.next_message(deadline_after(timeout)).await?;
             Ok(self.take_piece(msg, len))
@@ -296,7 +296,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return msg;
         }
         let (first, rest) = msg.split_first(len);
-        self.partial = rest;
+        self.partial = rest.map(Box::new);
         first
     }
 
@@ -321,13 +321,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         deadline: Instant,
         interrupt: &'a crate::Interrupt,
     ) -> impl Future<Output = Result<Option<Message>, Error>> + 'a {
+        // `next_event` written out in place: one layer less in the future a waiting socket holds.
         async move {
             if let Some(rest) = self.partial.take() {
-                return Ok(Some(self.take_piece(rest, len)));
+                return Ok(Some(self.take_piece(*rest, len)));
             }
-            match self.next_event(deadline, Some(interrupt)).await? {
-                Some(msg) => Ok(Some(self.take_piece(msg, len))),
-                None => Ok(None),
+            loop {
+                let slow = match poll_fn(|cx| self.poll_step(cx, deadline, Some(interrupt))).await {
+                    Step::Message(msg) => return Ok(Some(self.take_piece(msg, len))),
+                    Step::Interrupted => return Ok(None),
+                    Step::Slow(slow) => Box::pin(self.slow_step(slow, deadline)),
+                };
+                slow.await?;
             }
         }
     }
@@ -409,7 +414,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             Err(_) => Err(self
                 .ended
                 .as_ref()
-                .map(Ended::error)
+                .map(|e| e.error())
                 .unwrap_or(Error::Closed { code: CloseCode::NORMAL, reason: "closing".into() })),
         }
     }
@@ -465,7 +470,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Ok(_) => continue, // data the peer sent before it saw our Close
                 Err(Error::Timeout) => {
                     // The peer never answered: give up on it (section 7.1.1 lets us close).
-                    self.ended = Some(Ended { code, reason: reason.to_owned() });
+                    self.ended = Some(Box::new(Ended { code, reason: reason.to_owned() }));
                     self.finish_transport().await;
                     return Ok(());
                 }
@@ -642,11 +647,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ) -> impl Future<Output = Result<Option<Message>, Error>> + 'a {
         async move {
             loop {
-                match poll_fn(|cx| self.poll_step(cx, deadline, interrupt)).await {
+                let slow = match poll_fn(|cx| self.poll_step(cx, deadline, interrupt)).await {
                     Step::Message(msg) => return Ok(Some(msg)),
                     Step::Interrupted => return Ok(None),
-                    Step::Slow(slow) => Box::pin(self.slow_step(slow, deadline)).await?,
-                }
+                    Step::Slow(slow) => Box::pin(self.slow_step(slow, deadline)),
+                };
+                slow.await?;
             }
         }
     }
@@ -718,13 +724,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     None => (CloseCode::NO_STATUS, String::new()),
                 };
                 tracing::debug!(%code, %reason, "peer closed");
-                self.ended = Some(Ended { code, reason });
+                self.ended = Some(Box::new(Ended { code, reason }));
                 self.finish_transport().await;
-                Err(self.ended.as_ref().map(Ended::error).unwrap_or(Error::Timeout))
+                Err(self.ended.as_ref().map(|e| e.error()).unwrap_or(Error::Timeout))
             }
             Slow::Failure(error) => Err(self.protocol_failure(error).await),
             Slow::Died(e) => Err(self.died(e)),
-            Slow::Ended => Err(self.ended.as_ref().map(Ended::error).unwrap_or(Error::Timeout)),
+            Slow::Ended => Err(self.ended.as_ref().map(|e| e.error()).unwrap_or(Error::Timeout)),
             Slow::Timer => self.on_timer(deadline).await,
         }
     }
@@ -732,7 +738,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     async fn protocol_failure(&mut self, error: ProtocolError) -> Error {
         let code = error.close_code();
         tracing::debug!(%error, "failing the connection");
-        self.ended = Some(Ended { code, reason: error.reason().into() });
+        self.ended = Some(Box::new(Ended { code, reason: error.reason().into() }));
         self.finish_transport().await;
         Error::Protocol { error, code }
     }
@@ -741,7 +747,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn died(&mut self, e: io::Error) -> Error {
         let eof = e.kind() == io::ErrorKind::UnexpectedEof;
         if self.ended.is_none() {
-            self.ended = Some(Ended { code: CloseCode::ABNORMAL, reason: String::new() });
+            self.ended = Some(Box::new(Ended { code: CloseCode::ABNORMAL, reason: String::new() }));
         }
         self.release_buffers();
         if eof { Error::Closed { code: CloseCode::ABNORMAL, reason: String::new() } } else { Error::Io(e) }
@@ -787,7 +793,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     async fn give_up(&mut self, code: CloseCode, reason: &str) -> Error {
         tracing::debug!(%code, reason, "closing");
         let _ = self.conn.close(Some((code, reason)));
-        self.ended = Some(Ended { code, reason: reason.into() });
+        self.ended = Some(Box::new(Ended { code, reason: reason.into() }));
         self.finish_transport().await;
         Error::Closed { code, reason: reason.into() }
     }

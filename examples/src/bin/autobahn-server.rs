@@ -18,7 +18,9 @@ async fn serve() -> std::io::Result<()> {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let Ok(mut ws) = accept(stream, Config::default()).await else { return };
+            // The handshake's state lives in its own boxed future, freed once it is done,
+            // so the socket's task holds only the socket and its read.
+            let Ok(mut ws) = Box::pin(accept(stream, Config::default())).await else { return };
             loop {
                 match ws.read_message().await {
                     Ok(msg) => {
