@@ -24,6 +24,9 @@ struct Exchange<'a> {
     intact: bool,
     /// Echoes counted in the measured window: none means the connection stalled.
     in_window: u64,
+    /// When the current read's bytes arrived: the clock is read once per read, not once per
+    /// echo (with many echoes per read it would be a good part of the generator's work).
+    arrived: Option<Instant>,
 }
 
 impl Exchange<'_> {
@@ -56,7 +59,7 @@ impl Exchange<'_> {
                 self.offset = end;
             }
             Event::End => {
-                let now = Instant::now();
+                let now = *self.arrived.get_or_insert_with(Instant::now);
                 if self.offset != self.expected().len() {
                     self.intact = false;
                 }
@@ -101,6 +104,7 @@ pub(crate) async fn drive(
         offset: 0,
         intact: true,
         in_window: 0,
+        arrived: None,
     };
     let mut first = Vec::new();
     let now = Instant::now();
@@ -120,6 +124,7 @@ pub(crate) async fn drive(
             }
             read = socket.read(|event, out| exchange.on(event, out)) => {
                 read?;
+                exchange.arrived = None;
                 socket.flush().await?;
             }
         }

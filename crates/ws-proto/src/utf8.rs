@@ -49,6 +49,11 @@ impl Utf8Validator {
             }
             input = &input[take..];
         }
+        // The SIMD check first (the usual case: valid, whole code points); the standard one
+        // only to find where a failing piece went wrong or was cut.
+        if simdutf8::basic::from_utf8(input).is_ok() {
+            return Ok(());
+        }
         match str::from_utf8(input) {
             Ok(_) => Ok(()),
             Err(e) if e.error_len().is_some() => Err(InvalidUtf8),
