@@ -139,8 +139,19 @@ impl Connection {
                 Kind::Dedicated { ws, mailbox } => (ws, mailbox),
             };
             let deadline = Instant::now() + timeout.min(Duration::from_secs(86400 * 365));
+            let mut corked = false;
             loop {
                 if mailbox.has_pending() {
+                    if !corked {
+                        // Cork: let the tasks already scheduled run first (other sockets'
+                        // messages being published, typically), so that what they send
+                        // this socket goes out in the same write instead of one system
+                        // call per frame. One yield per batch; nothing is lost meanwhile.
+                        corked = true;
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    corked = false;
                     run_commands(ws, mailbox).await?;
                 }
                 // Returns `None` when another task queued something for this socket.
