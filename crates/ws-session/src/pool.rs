@@ -21,9 +21,12 @@ thread_local! {
 /// enough, else a new one of `want` (at least `min`) bytes.
 pub(crate) fn take(min: usize, want: usize) -> BytesMut {
     if min <= POOLED_MAX
-        && let Some(buf) = POOL.with_borrow_mut(|pool| match pool.last() {
-            Some(b) if b.capacity() >= min => pool.pop(),
-            _ => None,
+        && let Ok(Some(buf)) = POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            match pool.last() {
+                Some(b) if b.capacity() >= min => pool.pop(),
+                _ => None,
+            }
         })
     {
         return buf;

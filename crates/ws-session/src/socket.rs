@@ -321,7 +321,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         deadline: Instant,
         interrupt: &'a crate::Interrupt,
     ) -> impl Future<Output = Result<Option<Message>, Error>> + 'a {
-        // `next_event` written out in place: one layer less in the future a waiting socket holds.
+        // The loop of `next_message`, with the interrupt, written out in place: one layer
+        // less in the future a waiting socket holds.
         async move {
             if let Some(rest) = self.partial.take() {
                 return Ok(Some(self.take_piece(*rest, len)));
@@ -622,34 +623,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// The next data message, answering control frames on the way; ends the transport when
     /// the closing handshake completes or the peer breaks the protocol.
-    #[allow(clippy::manual_async_fn)] // an async fn would store its arguments twice
-    fn next_message(&mut self, deadline: Instant) -> impl Future<Output = Result<Message, Error>> + '_ {
-        async move {
-            match self.next_event(deadline, None).await {
-                Ok(Some(msg)) => Ok(msg),
-                Ok(None) => Err(Error::Timeout), // not reached: no interrupt to raise
-                Err(e) => Err(e),
-            }
-        }
-    }
-
-    /// The next data message, or `None` once `interrupt` is raised.
     ///
     /// The common path (a message is buffered, or bytes arrive, or nothing yet) is one plain
     /// poll function, [`poll_step`](WebSocket::poll_step); only the rare endings and timers
     /// run as boxed futures. This keeps a waiting read's future, which an idle socket holds
     /// for its whole life, a few dozen bytes, and each message a single poll.
+    /// ([`read_interruptible_until`](WebSocket::read_interruptible_until) runs the same loop
+    /// with an interrupt.)
     #[allow(clippy::manual_async_fn)] // an async fn would store its arguments twice
-    fn next_event<'a>(
-        &'a mut self,
-        deadline: Instant,
-        interrupt: Option<&'a crate::Interrupt>,
-    ) -> impl Future<Output = Result<Option<Message>, Error>> + 'a {
+    fn next_message(&mut self, deadline: Instant) -> impl Future<Output = Result<Message, Error>> + '_ {
         async move {
             loop {
-                let slow = match poll_fn(|cx| self.poll_step(cx, deadline, interrupt)).await {
-                    Step::Message(msg) => return Ok(Some(msg)),
-                    Step::Interrupted => return Ok(None),
+                let slow = match poll_fn(|cx| self.poll_step(cx, deadline, None)).await {
+                    Step::Message(msg) => return Ok(msg),
+                    Step::Interrupted => continue, // not reached: there is no interrupt to raise
                     Step::Slow(slow) => Box::pin(self.slow_step(slow, deadline)),
                 };
                 slow.await?;
