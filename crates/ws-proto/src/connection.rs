@@ -8,6 +8,10 @@ use crate::close::{CloseCode, CloseFrame, encode_close_payload, parse_close_payl
 use crate::frame::{FrameHeader, HeaderError, HeaderParse, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::{ProtocolError, SendError, Utf8Bytes, Utf8Validator, apply_mask};
 
+/// The output buffer's size when it is taken again after an idle spell (bytes): room for a
+/// burst of small frames without a reallocation per frame.
+const OUTPUT_MIN: usize = 512;
+
 /// Which end of the connection this is. It decides the masking rules (section 5.1): a
 /// client masks what it sends and expects unmasked frames; a server the reverse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -485,7 +489,9 @@ impl Connection {
             MessageKind::Text => OpCode::Text,
             MessageKind::Binary => OpCode::Binary,
         };
-        FrameHeader { fin: true, rsv: 0, opcode, mask: None, payload_len: len as u64 }.encode(&mut self.out);
+        let header = FrameHeader { fin: true, rsv: 0, opcode, mask: None, payload_len: len as u64 };
+        self.reserve_output(header.encoded_len());
+        header.encode(&mut self.out);
         Ok(())
     }
 
@@ -494,6 +500,7 @@ impl Connection {
     /// Only a server may send unmasked frames.
     pub fn send_encoded(&mut self, frames: &[u8]) -> Result<(), SendError> {
         self.check_send_encoded()?;
+        self.reserve_output(frames.len());
         self.out.extend_from_slice(frames);
         Ok(())
     }
@@ -514,12 +521,24 @@ impl Connection {
             Role::Server => None,
         };
         let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
-        self.out.reserve(header.encoded_len() + payload.len());
+        self.reserve_output(header.encoded_len() + payload.len());
         header.encode(&mut self.out);
         let start = self.out.len();
         self.out.extend_from_slice(payload);
         if let Some(key) = mask {
             apply_mask(&mut self.out[start..], key, 0);
+        }
+    }
+
+    /// Room for `n` more output bytes. The buffer is released when idle
+    /// ([`shrink_idle`](Connection::shrink_idle)); taken again, it starts at
+    /// [`OUTPUT_MIN`] bytes so that a burst of small frames (replies to pipelined
+    /// messages) does not grow it one reallocation per frame.
+    fn reserve_output(&mut self, n: usize) {
+        if self.out.capacity() == 0 {
+            self.out.reserve(n.max(OUTPUT_MIN));
+        } else {
+            self.out.reserve(n);
         }
     }
 

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 use ws_proto::CloseCode;
 use ws_session::{DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message, WebSocket};
 
@@ -138,7 +137,9 @@ impl Connection {
                 Kind::Shared(h) => return Box::pin(h.read(len, timeout)).await,
                 Kind::Dedicated { ws, mailbox } => (ws, mailbox),
             };
-            let deadline = Instant::now() + timeout.min(Duration::from_secs(86400 * 365));
+            // The timeout starts when the read first has to wait (no clock read for a
+            // message that is already buffered).
+            let mut deadline = ws_session::Deadline::after(timeout);
             let mut corked = false;
             loop {
                 if mailbox.has_pending() {
@@ -155,7 +156,9 @@ impl Connection {
                     run_commands(ws, mailbox).await?;
                 }
                 // Returns `None` when another task queued something for this socket.
-                if let Some(msg) = ws.read_interruptible_until(len, deadline, mailbox.interrupt()).await? {
+                if let Some(msg) =
+                    ws.read_interruptible_until(len, &mut deadline, mailbox.interrupt()).await?
+                {
                     return Ok(msg);
                 }
             }

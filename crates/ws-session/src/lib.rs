@@ -21,5 +21,5 @@ pub use config::{Config, DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT};
 pub use error::Error;
 pub use handshake::{ConnectOptions, Response, accept, accept_with, client_handshake, connect};
 pub use interrupt::Interrupt;
-pub use socket::{Message, WebSocket};
+pub use socket::{Deadline, Message, WebSocket};
 pub use ws_proto::{CloseCode, CloseFrame, ProtocolError, Role, Utf8Bytes};

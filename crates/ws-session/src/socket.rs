@@ -284,7 +284,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if let Some(rest) = self.partial.take() {
                 return Ok(self.take_piece(*rest, len));
             }
-            let msg = self.next_message(deadline_after(timeout)).await?;
+            let msg = self.next_message(Deadline::after(timeout)).await?;
             Ok(self.take_piece(msg, len))
         }
     }
@@ -309,16 +309,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         timeout: Duration,
         interrupt: &crate::Interrupt,
     ) -> Result<Option<Message>, Error> {
-        self.read_interruptible_until(len, deadline_after(timeout), interrupt).await
+        self.read_interruptible_until(len, &mut Deadline::after(timeout), interrupt).await
     }
 
-    /// [`read_interruptible`](WebSocket::read_interruptible) with a deadline instead of a
-    /// timeout (for a caller that loops and keeps one deadline).
+    /// [`read_interruptible`](WebSocket::read_interruptible) with a [`Deadline`] instead of a
+    /// timeout, for a caller that loops and keeps one deadline: a timeout starts when the
+    /// first of these reads has to wait, and `deadline` remembers the instant it fixed.
     #[allow(clippy::manual_async_fn)] // an async fn would store its arguments twice
     pub fn read_interruptible_until<'a>(
         &'a mut self,
         len: usize,
-        deadline: Instant,
+        deadline: &'a mut Deadline,
         interrupt: &'a crate::Interrupt,
     ) -> impl Future<Output = Result<Option<Message>, Error>> + 'a {
         // The loop of `next_message`, with the interrupt, written out in place: one layer
@@ -331,7 +332,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 let slow = match poll_fn(|cx| self.poll_step(cx, deadline, Some(interrupt))).await {
                     Step::Message(msg) => return Ok(Some(self.take_piece(msg, len))),
                     Step::Interrupted => return Ok(None),
-                    Step::Slow(slow) => Box::pin(self.slow_step(slow, deadline)),
+                    Step::Slow(slow) => Box::pin(self.slow_step(slow, deadline.instant())),
                 };
                 slow.await?;
             }
@@ -465,7 +466,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             let _ = self.conn.close(Some((code, reason)));
         }
         self.partial = None;
-        let deadline = Instant::now() + self.config.close_timeout;
+        let deadline = Deadline::at(Instant::now() + self.config.close_timeout);
         loop {
             match self.next_message(deadline).await {
                 Ok(_) => continue, // data the peer sent before it saw our Close
@@ -631,13 +632,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// ([`read_interruptible_until`](WebSocket::read_interruptible_until) runs the same loop
     /// with an interrupt.)
     #[allow(clippy::manual_async_fn)] // an async fn would store its arguments twice
-    fn next_message(&mut self, deadline: Instant) -> impl Future<Output = Result<Message, Error>> + '_ {
+    fn next_message(&mut self, mut deadline: Deadline) -> impl Future<Output = Result<Message, Error>> + '_ {
         async move {
             loop {
-                let slow = match poll_fn(|cx| self.poll_step(cx, deadline, None)).await {
+                let slow = match poll_fn(|cx| self.poll_step(cx, &mut deadline, None)).await {
                     Step::Message(msg) => return Ok(msg),
                     Step::Interrupted => continue, // not reached: there is no interrupt to raise
-                    Step::Slow(slow) => Box::pin(self.slow_step(slow, deadline)),
+                    Step::Slow(slow) => Box::pin(self.slow_step(slow, deadline.instant())),
                 };
                 slow.await?;
             }
@@ -645,11 +646,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Parses what is buffered; when that is no message, reads (writing queued output
-    /// meanwhile) and waits for bytes, `interrupt` or the socket's timer.
+    /// meanwhile) and waits for bytes, `interrupt` or the socket's timer. The clock is read
+    /// and the interrupt's waker stored only when there is nothing to do but wait: a read
+    /// whose message is already buffered (pipelined input) does neither.
     fn poll_step(
         &mut self,
         cx: &mut Context<'_>,
-        deadline: Instant,
+        deadline: &mut Deadline,
         interrupt: Option<&crate::Interrupt>,
     ) -> Poll<Step> {
         loop {
@@ -668,20 +671,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.ended.is_some() {
                 return Poll::Ready(Step::Slow(Slow::Ended));
             }
-            if let Some(interrupt) = interrupt {
-                interrupt.register(cx.waker());
-                if interrupt.is_raised() {
-                    return Poll::Ready(Step::Interrupted);
-                }
+            if interrupt.is_some_and(|i| i.is_raised()) {
+                return Poll::Ready(Step::Interrupted);
             }
             match self.poll_fill(cx) {
                 Poll::Ready(Ok(())) => continue,
                 Poll::Ready(Err(e)) => return Poll::Ready(Step::Slow(Slow::Died(e))),
                 Poll::Pending => {}
             }
+            if let Some(interrupt) = interrupt {
+                // Registered, then checked again: a raise in between is not missed.
+                interrupt.register(cx.waker());
+                if interrupt.is_raised() {
+                    return Poll::Ready(Step::Interrupted);
+                }
+            }
             // The socket's one timer: created on first use, moved earlier only when needed;
             // when it fires before `wake` (armed for an earlier read) it moves to `wake`.
-            let wake = self.next_timer(deadline);
+            let wake = self.next_timer(deadline.instant());
             let timer = match &mut self.timer {
                 Some(timer) => {
                     if timer.deadline() > wake {
@@ -828,7 +835,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 }
 
-fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(86400 * 365))
+/// When a read stops waiting: a fixed instant, or a timeout that starts when the read first
+/// has to wait. A read that finds its message already buffered (pipelined input, the rest of
+/// a burst) then never reads the clock, and the difference from starting the timeout at the
+/// call is the time spent parsing what was buffered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(DeadlineKind);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeadlineKind {
+    At(Instant),
+    After(Duration),
 }
+
+impl Deadline {
+    /// A deadline at `instant`.
+    pub fn at(instant: Instant) -> Self {
+        Deadline(DeadlineKind::At(instant))
+    }
+
+    /// A deadline `timeout` after the read first has to wait (timeouts past a year count as
+    /// a year).
+    pub fn after(timeout: Duration) -> Self {
+        Deadline(DeadlineKind::After(timeout.min(MAX_TIMEOUT)))
+    }
+
+    /// The instant, fixing it from the clock now if it was a timeout not yet started.
+    pub fn instant(&mut self) -> Instant {
+        match self.0 {
+            DeadlineKind::At(at) => at,
+            DeadlineKind::After(timeout) => {
+                let at = Instant::now() + timeout;
+                self.0 = DeadlineKind::At(at);
+                at
+            }
+        }
+    }
+}
+
+impl From<Instant> for Deadline {
+    fn from(instant: Instant) -> Self {
+        Deadline::at(instant)
+    }
+}
+
+/// The longest timeout a read keeps (a year: "forever" without overflowing `Instant`).
+const MAX_TIMEOUT: Duration = Duration::from_secs(86400 * 365);

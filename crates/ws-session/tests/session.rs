@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use ws_proto::{CloseCode, Connection, MessageKind, Role};
-use ws_session::{Config, ConnectOptions, Error, Message, WebSocket, accept, connect};
+use ws_session::{Config, ConnectOptions, Deadline, Error, Message, WebSocket, accept, connect};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -120,6 +120,48 @@ async fn timeout_leaves_the_socket_usable() {
     assert_eq!(text(&server.read(100, T).await.unwrap()), "after the timeout");
     server.write("still writable").await.unwrap();
     assert_eq!(text(&client.read(100, T).await.unwrap()), "still writable");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_starts_when_first_needed_then_stays_fixed() {
+    let mut deadline = Deadline::after(Duration::from_secs(5));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let first = tokio::time::Instant::now();
+    let at = deadline.instant();
+    assert_eq!(at, first + Duration::from_secs(5));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(deadline.instant(), at, "a started timeout does not move");
+    // "Forever" does not overflow the clock.
+    let far = Deadline::after(Duration::MAX).instant();
+    assert!(far > tokio::time::Instant::now() + Duration::from_secs(86400 * 300));
+}
+
+#[tokio::test]
+async fn one_deadline_bounds_a_loop_of_interrupted_reads() {
+    let (mut server, _client) = pair().await;
+    let interrupt = std::sync::Arc::new(ws_session::Interrupt::new());
+    let raiser = interrupt.clone();
+    let raising = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        raiser.raise();
+    });
+    let mut deadline = Deadline::after(Duration::from_millis(300));
+    let mut interrupted = 0;
+    let err = loop {
+        match server.read_interruptible_until(100, &mut deadline, &interrupt).await {
+            Ok(None) => {
+                assert!(interrupt.clear());
+                interrupted += 1;
+                assert!(interrupted < 10, "raised once, interrupted {interrupted} times");
+            }
+            Ok(Some(m)) => panic!("nothing was sent, read {m:?}"),
+            Err(e) => break e,
+        }
+    };
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(interrupted, 1);
+    raising.await.unwrap();
+    assert!(!server.is_closed());
 }
 
 #[tokio::test]
