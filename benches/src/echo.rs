@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::frame::TEXT;
 use crate::message::Event;
@@ -24,6 +24,8 @@ struct Exchange<'a> {
     intact: bool,
     /// Echoes counted in the measured window: none means the connection stalled.
     in_window: u64,
+    /// An echo slower than this is an error (`--max-wait`).
+    max_wait: Option<Duration>,
     /// When the current read's bytes arrived: the clock is read once per read, not once per
     /// echo (with many echoes per read it would be a good part of the generator's work).
     arrived: Option<Instant>,
@@ -67,6 +69,15 @@ impl Exchange<'_> {
                     self.tally.error("an echo of nothing: more messages came back than were sent");
                     return;
                 };
+                let waited = now - sent;
+                if let Some(max) = self.max_wait
+                    && waited > max
+                {
+                    self.tally.error(format_args!(
+                        "echo #{} came back after {waited:?}, over --max-wait {max:?}",
+                        self.next_echo
+                    ));
+                }
                 if !self.intact {
                     self.tally.error(format_args!(
                         "echo #{} differs from what was sent ({} bytes back, {} sent)",
@@ -75,7 +86,7 @@ impl Exchange<'_> {
                         self.expected().len()
                     ));
                 } else if self.tally.measuring.get() {
-                    self.tally.latency.borrow_mut().record(now - sent);
+                    self.tally.latency.borrow_mut().record(waited);
                     self.tally.delivered();
                     self.in_window += 1;
                 }
@@ -92,6 +103,7 @@ pub(crate) async fn drive(
     socket: &mut Socket,
     messages: &EchoMessages,
     inflight: usize,
+    max_wait: Option<Duration>,
     tally: &Tally,
     stopped: impl Future<Output = ()>,
 ) -> Result<(), Failure> {
@@ -104,6 +116,7 @@ pub(crate) async fn drive(
         offset: 0,
         intact: true,
         in_window: 0,
+        max_wait,
         arrived: None,
     };
     let mut first = Vec::new();
@@ -119,6 +132,15 @@ pub(crate) async fn drive(
             () = &mut stopped => {
                 if exchange.in_window == 0 {
                     tally.error("stalled: no echo during the measured window");
+                }
+                if let (Some(max), Some(sent)) = (max_wait, exchange.sent.front()) {
+                    let waited = sent.elapsed();
+                    if waited > max {
+                        tally.error(format_args!(
+                            "echo #{} still missing after {waited:?}, over --max-wait {max:?}",
+                            exchange.next_echo
+                        ));
+                    }
                 }
                 return Ok(());
             }

@@ -43,6 +43,9 @@ pub struct Options {
     pub warmup: Duration,
     /// The server's process, for its CPU time and memory.
     pub server_pid: Option<u32>,
+    /// Echo: an echo slower than this (or still missing at the end) is an error. A bound on
+    /// starvation (a socket the server leaves unserved), not a speed target.
+    pub max_wait: Option<Duration>,
     /// Print one JSON line instead of text.
     pub json: bool,
 }
@@ -51,8 +54,9 @@ pub struct Options {
 pub const USAGE: &str = "\
 usage: wsload --url ws://127.0.0.1:PORT/PATH [--mode echo|broadcast|idle] [--connections N]
               [--size BYTES] [--inflight K] [--senders S] [--duration SECS] [--warmup SECS]
-              [--server-pid PID] [--json]
-  echo:      each connection keeps K messages of BYTES in flight, checks every echoed byte
+              [--server-pid PID] [--max-wait SECS] [--json]
+  echo:      each connection keeps K messages of BYTES in flight, checks every echoed byte;
+             with --max-wait, an echo slower than SECS (or missing at the end) is an error
   broadcast: rounds in which S connections send one message each and all N receive all S
   idle:      opens N connections and reports the server's VmRSS growth per connection
              (needs --server-pid)
@@ -70,6 +74,7 @@ impl Options {
         let mut duration = 10.0;
         let mut warmup = 1.0;
         let mut server_pid = None;
+        let mut max_wait: Option<f64> = None;
         let mut json = false;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -98,6 +103,7 @@ impl Options {
                 "--duration" => duration = number(&arg, &value)?,
                 "--warmup" => warmup = number(&arg, &value)?,
                 "--server-pid" => server_pid = Some(number(&arg, &value)?),
+                "--max-wait" => max_wait = Some(number(&arg, &value)?),
                 _ => return Err(format!("unknown option {arg}\n{USAGE}")),
             }
         }
@@ -124,6 +130,9 @@ impl Options {
         if !(0.1..=3600.0).contains(&duration) || !(0.0..=60.0).contains(&warmup) {
             return Err("--duration: 0.1 to 3600 s; --warmup: 0 to 60 s".into());
         }
+        if max_wait.is_some_and(|w| !(0.001..=3600.0).contains(&w)) {
+            return Err("--max-wait: 0.001 to 3600 s".into());
+        }
         Ok(Options {
             mode,
             target,
@@ -134,6 +143,7 @@ impl Options {
             duration: Duration::from_secs_f64(duration),
             warmup: Duration::from_secs_f64(warmup),
             server_pid,
+            max_wait: max_wait.map(Duration::from_secs_f64),
             json,
         })
     }
@@ -161,5 +171,9 @@ mod tests {
         assert!(parse("--url ws://127.0.0.1:1/ --mode idle").is_err());
         assert!(parse("--url ws://127.0.0.1:1/ --mode broadcast --size 4").is_err());
         assert!(parse("--connections 5").is_err());
+        assert_eq!(o.max_wait, None);
+        let o = parse("--url ws://127.0.0.1:1/x --max-wait 0.5").unwrap();
+        assert_eq!(o.max_wait, Some(Duration::from_millis(500)));
+        assert!(parse("--url ws://127.0.0.1:1/ --max-wait 0").is_err());
     }
 }

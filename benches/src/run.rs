@@ -142,7 +142,9 @@ async fn connection(options: &Options, tally: &Tally, echo_messages: &EchoMessag
         let _ = phase.wait_for(|p| *p == Phase::Stopping).await;
     };
     let driven = match options.mode {
-        Mode::Echo => echo::drive(&mut socket, echo_messages, options.inflight, tally, stopped).await,
+        Mode::Echo => {
+            echo::drive(&mut socket, echo_messages, options.inflight, options.max_wait, tally, stopped).await
+        }
         Mode::Broadcast => {
             let result =
                 broadcast::drive(&mut socket, index, options.senders, options.size, tally, stopped).await;

@@ -10,8 +10,8 @@
 //! - detached: ws://127.0.0.1:8080/csp/user/MyApp.Detached.cls
 //! - broadcast (for the load benchmark): ws://127.0.0.1:8080/csp/user/Bench.Broadcast.cls
 //!
-//! Runtime: [`ws_server::runtime_builder`] (tokio's multi-thread scheduler, taking tasks
-//! from its global queue every tick so that a thousand busy sockets are served in turn).
+//! Runtime: [`ws_server::runtime_builder`] (tokio's multi-thread scheduler, alternating
+//! between its global and local queues so that a thousand busy sockets are served in turn).
 //! `--global-queue-interval N`, `--event-interval N` and `--max-io-events N` tune it;
 //! `--runtime current` uses tokio's single-thread scheduler instead.
 
