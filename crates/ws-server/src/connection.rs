@@ -140,19 +140,12 @@ impl Connection {
             // The timeout starts when the read first has to wait (no clock read for a
             // message that is already buffered).
             let mut deadline = ws_session::Deadline::after(timeout);
-            let mut corked = false;
             loop {
+                // Frames other tasks pushed go out first, together in one write. (Yielding
+                // once before this, to let more publishes land in the same write, cost more
+                // than it saved once the scheduler serves its queues in turn: measured with
+                // the broadcast benchmark.)
                 if mailbox.has_pending() {
-                    if !corked {
-                        // Cork: let the tasks already scheduled run first (other sockets'
-                        // messages being published, typically), so that what they send
-                        // this socket goes out in the same write instead of one system
-                        // call per frame. One yield per batch; nothing is lost meanwhile.
-                        corked = true;
-                        tokio::task::yield_now().await;
-                        continue;
-                    }
-                    corked = false;
                     run_commands(ws, mailbox).await?;
                 }
                 // Returns `None` when another task queued something for this socket.
