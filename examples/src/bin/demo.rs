@@ -10,10 +10,11 @@
 //! - detached: ws://127.0.0.1:8080/csp/user/MyApp.Detached.cls
 //! - broadcast (for the load benchmark): ws://127.0.0.1:8080/csp/user/Bench.Broadcast.cls
 //!
-//! Runtime: [`ws_server::runtime_builder`] (tokio's multi-thread scheduler, alternating
-//! between its global and local queues so that a thousand busy sockets are served in turn).
+//! Runtime: [`ws_server::runtime_builder`] (tokio's current-thread scheduler when the process
+//! may use one CPU, its multi-thread scheduler otherwise; set up so that a thousand busy
+//! sockets are served in turn).
 //! `--global-queue-interval N`, `--event-interval N` and `--max-io-events N` tune it;
-//! `--runtime current` uses tokio's single-thread scheduler instead.
+//! `--runtime current` uses tokio's single-thread scheduler whatever the CPUs.
 
 use std::time::Duration;
 
