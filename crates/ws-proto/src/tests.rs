@@ -407,3 +407,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_burst_of_small_frames_after_an_idle_spell_fills_one_buffer() {
+    let mut s = server();
+    s.shrink_idle();
+    assert_eq!(s.output().capacity(), 0, "an idle connection holds no output buffer");
+    s.send_text("a reply of twenty b.").unwrap();
+    let first = s.output().as_ptr();
+    assert!(s.output().capacity() >= 512, "capacity {}", s.output().capacity());
+    for _ in 0..9 {
+        s.send_text("a reply of twenty b.").unwrap();
+    }
+    assert_eq!(s.output().as_ptr(), first, "ten 22-byte frames grew the buffer");
+    assert_eq!(s.output_len(), 10 * 22);
+    s.output().clear();
+    s.shrink_idle();
+    assert_eq!(s.output().capacity(), 0, "released again once empty");
+}
