@@ -124,8 +124,6 @@ impl Connection {
     /// IRIS `Read(len, timeout)`: up to `len` characters of the next message (bytes for
     /// binary; the rest comes with the next reads), `Err(Timeout)` if nothing came in time
     /// (the socket stays open), `Err(Closed { .. })` once it is closed. Cancel-safe.
-    // (An `async move` block rather than an `async fn`, which would keep a second copy of
-    // the arguments in the future every waiting socket holds.)
     #[allow(clippy::manual_async_fn)] // an async fn would store its arguments twice
     pub fn read(
         &mut self,

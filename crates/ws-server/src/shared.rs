@@ -101,7 +101,8 @@ impl SharedHandle {
             Target::Local { mailbox, state } => (mailbox, state),
         };
         let (reply, answer) = oneshot::channel();
-        let deadline = Instant::now() + timeout.min(Duration::from_secs(86400 * 365));
+        // Fixed now: the socket's task keeps it while other readers wait too.
+        let deadline = ws_session::Deadline::after(timeout).instant();
         mailbox.push(Command::Read { len, deadline, reply }).map_err(|_| state.closed_error())?;
         answer.await.unwrap_or_else(|_| Err(state.closed_error()))
     }
