@@ -169,8 +169,12 @@ async fn three_nodes_open_server_rooms_and_presence() {
 
     // A room with members on all three nodes: one publish, received exactly once each.
     let mut events_on_b = b.registry.presence_events();
+    // Members are listed by join time in milliseconds (ties by id): joins in one millisecond
+    // may list in any order, so these are a few milliseconds apart.
     let mut alice = member(&a, "lobby", "Alice").await;
+    tokio::time::sleep(Duration::from_millis(3)).await;
     let mut bob = member(&b, "lobby", "Bob").await;
+    tokio::time::sleep(Duration::from_millis(3)).await;
     let mut carol = member(&c, "lobby", "Carol").await;
     let names = |members: Vec<ws_server::Member>| members.into_iter().map(|m| m.label).collect::<Vec<_>>();
     assert_eq!(names(c.registry.room_members("lobby").await), ["Alice", "Bob", "Carol"]);
