@@ -19,6 +19,7 @@ mod request;
 mod runtime;
 mod server;
 mod shared;
+mod wakes;
 
 pub use async_trait::async_trait;
 pub use class::{PostServer, PreServer, Reject, WebSocketServer};

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Waker;
 
 use ws_session::Interrupt;
 
@@ -48,17 +49,27 @@ pub(crate) enum PushError {
 
 impl Mailbox {
     pub(crate) fn push(&self, cmd: Command) -> Result<(), (PushError, Command)> {
+        self.enqueue(cmd)?;
+        self.interrupt.raise();
+        Ok(())
+    }
+
+    /// Queues `cmd` and raises the interrupt, but leaves waking the socket's task to the
+    /// caller: returns the waker of a task waiting on it.
+    pub(crate) fn push_deferred(&self, cmd: Command) -> Result<Option<Waker>, (PushError, Command)> {
+        self.enqueue(cmd)?;
+        Ok(self.interrupt.raise_deferred())
+    }
+
+    fn enqueue(&self, cmd: Command) -> Result<(), (PushError, Command)> {
         if self.closed.load(Ordering::Acquire) {
             return Err((PushError::Closed, cmd));
         }
-        {
-            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if q.len() >= MAILBOX_CAPACITY && matches!(cmd, Command::Frame(_)) {
-                return Err((PushError::Full, cmd));
-            }
-            q.push_back(cmd);
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= MAILBOX_CAPACITY && matches!(cmd, Command::Frame(_)) {
+            return Err((PushError::Full, cmd));
         }
-        self.interrupt.raise();
+        q.push_back(cmd);
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use ws_proto::{CloseCode, MessageKind, encode_server_frame};
 use crate::WebSocketId;
 use crate::mailbox::{Command, Mailbox, PushError};
 use crate::shared::{SharedHandle, SharedState};
+use crate::wakes::DeferredWakes;
 
 /// Why `open_server` failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +180,8 @@ struct Inner {
     emptied: Notify,
     presence: broadcast::Sender<PresenceEvent>,
     cluster: OnceLock<Arc<dyn Cluster>>,
+    /// Wakes of sockets sent a frame, held back so each writes what many senders queued.
+    wakes: Arc<DeferredWakes>,
 }
 
 impl Default for Inner {
@@ -189,6 +192,7 @@ impl Default for Inner {
             emptied: Notify::new(),
             presence: broadcast::channel(1024).0,
             cluster: OnceLock::new(),
+            wakes: Arc::default(),
         }
     }
 }
@@ -349,13 +353,34 @@ impl Registry {
     pub fn broadcast_all(&self, text: &str) -> usize {
         let frame = encode_server_frame(MessageKind::Text, text.as_bytes());
         let sockets = self.inner.sockets.read().unwrap_or_else(|e| e.into_inner());
-        sockets.values().filter(|e| push_frame(&e.mailbox, &frame)).count()
+        self.deliver(sockets.values().map(|e| &*e.mailbox), &frame)
     }
 
     /// Sends an already encoded frame (from [`ws_proto::encode_server_frame`]) to `ids`.
     pub fn send_frame<'a>(&self, ids: impl IntoIterator<Item = &'a WebSocketId>, frame: Bytes) -> usize {
         let sockets = self.inner.sockets.read().unwrap_or_else(|e| e.into_inner());
-        ids.into_iter().filter_map(|id| sockets.get(id)).filter(|e| push_frame(&e.mailbox, &frame)).count()
+        self.deliver(ids.into_iter().filter_map(|id| sockets.get(id)).map(|e| &*e.mailbox), &frame)
+    }
+
+    /// Queues `frame` in each mailbox; the sockets wake together a little later (see
+    /// [`crate::wakes`]). Returns how many took it.
+    fn deliver<'a>(&self, mailboxes: impl Iterator<Item = &'a Mailbox>, frame: &Bytes) -> usize {
+        let mut wakers = Vec::new();
+        let mut delivered = 0;
+        for mailbox in mailboxes {
+            match mailbox.push_deferred(Command::Frame(frame.clone())) {
+                Ok(waker) => {
+                    delivered += 1;
+                    wakers.extend(waker);
+                }
+                Err((PushError::Full, _)) => {
+                    tracing::warn!("a socket's mailbox is full: message dropped for it");
+                }
+                Err((PushError::Closed, _)) => {}
+            }
+        }
+        self.inner.wakes.add(wakers);
+        delivered
     }
 
     /// Adds socket `id` to `room` (announced as a presence `Join`). Returns false if there
@@ -512,7 +537,7 @@ impl Registry {
     pub fn deliver_to_room(&self, room: &str, frame: Bytes) -> usize {
         let rooms = self.inner.rooms.read().unwrap_or_else(|e| e.into_inner());
         match rooms.get(room) {
-            Some(members) => members.values().filter(|mailbox| push_frame(mailbox, &frame)).count(),
+            Some(members) => self.deliver(members.values().map(|m| &**m), &frame),
             None => 0,
         }
     }
@@ -557,17 +582,6 @@ impl Registry {
     }
 }
 
-fn push_frame(mailbox: &Mailbox, frame: &Bytes) -> bool {
-    match mailbox.push(Command::Frame(frame.clone())) {
-        Ok(()) => true,
-        Err((PushError::Full, _)) => {
-            tracing::warn!("a socket's mailbox is full: message dropped for it");
-            false
-        }
-        Err((PushError::Closed, _)) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,6 +609,42 @@ mod tests {
         assert_eq!(&frames[0][..], &[0x81, 5, b'h', b'e', b'l', b'l', b'o']);
         // The very same buffer, not three copies.
         assert!(frames.iter().all(|f| f.as_ptr() == frames[0].as_ptr()));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn what_several_senders_publish_at_once_wakes_each_member_once() {
+        let registry = Registry::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for _ in 0..3 {
+            let id = WebSocketId::new();
+            let mailbox = Arc::new(Mailbox::default());
+            let info = SocketInfo { id, class: "c".into(), session_id: "s".into(), shared: false };
+            registry.insert(info, mailbox.clone(), None).await;
+            registry.subscribe(&id, "room").await;
+            // A member's task: on each wake, how many frames are waiting.
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    mailbox.notified().await;
+                    if tx.send(mailbox.take_all().len()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        tokio::task::yield_now().await; // the members wait
+        // One sender publishes; another, ready in the same instant, publishes on its turn.
+        assert_eq!(registry.publish("room", "a"), 3);
+        let other = registry.clone();
+        tokio::spawn(async move { other.publish("room", "b") });
+        let mut wakes = Vec::new();
+        while wakes.len() < 3 {
+            let frames = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await;
+            wakes.push(frames.expect("every member wakes").unwrap());
+        }
+        assert_eq!(wakes, [2, 2, 2], "frames waiting at each member's first wake");
+        tokio::task::yield_now().await;
+        assert!(rx.try_recv().is_err(), "woken again");
     }
 
     #[tokio::test]

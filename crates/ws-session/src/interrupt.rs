@@ -30,6 +30,14 @@ impl Interrupt {
         }
     }
 
+    /// Raises the flag without waking the waiting task: returns its waker, for the caller to
+    /// wake later (to gather what many tasks send before the socket acts on it). A task that
+    /// polls in between sees the flag raised and need not wait for the wake.
+    pub fn raise_deferred(&self) -> Option<Waker> {
+        self.raised.store(true, Ordering::Release);
+        self.waker.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
     /// Is the flag raised?
     pub fn is_raised(&self) -> bool {
         self.raised.load(Ordering::Acquire)
