@@ -139,10 +139,9 @@ impl Connection {
             // message that is already buffered).
             let mut deadline = ws_session::Deadline::after(timeout);
             loop {
-                // Frames other tasks pushed go out first, together in one write. (Yielding
-                // once before this, to let more publishes land in the same write, cost more
-                // than it saved once the scheduler serves its queues in turn: measured with
-                // the broadcast benchmark.)
+                // Frames other tasks pushed go out first, together in one write. (The
+                // registry wakes a socket only after the runtime has polled its other
+                // sockets, so what several senders publish at once is already queued here.)
                 if mailbox.has_pending() {
                     run_commands(ws, mailbox).await?;
                 }

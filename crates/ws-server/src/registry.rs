@@ -201,8 +201,11 @@ impl Default for Inner {
 ///
 /// A message sent to many sockets ([`broadcast`](Registry::broadcast),
 /// [`publish`](Registry::publish)) is encoded into one frame once; every recipient gets the
-/// same buffer. With a [`Cluster`] attached, `open_server`, rooms, `publish` and presence
-/// reach every node, and application code does not change.
+/// same buffer. The recipients are woken together once the runtime has polled its sockets
+/// again, so messages that several clients send at the same moment go out to each recipient
+/// in one write (no timer is involved: a lone message waits one turn of the scheduler). With
+/// a [`Cluster`] attached, `open_server`, rooms, `publish` and presence reach every node, and
+/// application code does not change.
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<Inner>,
