@@ -129,6 +129,11 @@ for scenario in "${SCENARIOS[@]}"; do
       printf '{"scenario":"%s","server":"%s","round":%d,%s\n' "$name" "$server" "$round" "${line#\{}" >>"$RESULTS"
       printf '%-28s round %d  %-22s %s\n' "$name" "$round" "$server" \
         "$(grep -o '"msgs_per_s":[1-9][0-9.]*\|"bytes_per_conn":[0-9.-]\+\|"errors":[0-9]\+\|"failed":true' <<<"$line" | tr '\n' ' ')" >&2
+      # A run with errors says what they were (wsload's first few notes), and keeps its server's log.
+      if ! grep -q '"errors":0,' <<<"$line"; then
+        grep -o '"notes":\[[^]]*\]' <<<"$line" | sed 's/^/    /' >&2 || true
+        cp "$OUT/server-$server.log" "$OUT/server-$server-$name-round$round.log"
+      fi
     done
   done
 done
