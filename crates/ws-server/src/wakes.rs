@@ -127,7 +127,8 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
-        assert!(!wakes.lock().scheduled && wakes.lock().wakers.is_empty());
+        let state = wakes.lock();
+        assert!(!state.scheduled && state.wakers.is_empty(), "nothing left held back");
     }
 
     #[tokio::test(flavor = "current_thread")]
