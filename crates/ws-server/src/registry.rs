@@ -589,16 +589,28 @@ impl Registry {
 mod tests {
     use super::*;
 
+    /// A dedicated socket added to `registry`, with its mailbox.
+    async fn socket(registry: &Registry) -> (WebSocketId, Arc<Mailbox>) {
+        let id = WebSocketId::new();
+        let mailbox = Arc::new(Mailbox::default());
+        let info = SocketInfo { id, class: "c".into(), session_id: "s".into(), shared: false };
+        registry.insert(info, mailbox.clone(), None).await;
+        (id, mailbox)
+    }
+
+    /// A socket that joined `room`: its mailbox.
+    async fn member(registry: &Registry, room: &str) -> Arc<Mailbox> {
+        let (id, mailbox) = socket(registry).await;
+        registry.subscribe(&id, room).await;
+        mailbox
+    }
+
     #[tokio::test]
     async fn one_encoding_shared_by_every_recipient() {
         let registry = Registry::new();
         let mut boxes = Vec::new();
         for _ in 0..3 {
-            let id = WebSocketId::new();
-            let mailbox = Arc::new(Mailbox::default());
-            let info = SocketInfo { id, class: "c".into(), session_id: "s".into(), shared: false };
-            registry.insert(info, mailbox.clone(), None).await;
-            registry.subscribe(&id, "room").await;
+            let mailbox = member(&registry, "room").await;
             boxes.push(mailbox);
         }
         assert_eq!(registry.publish("room", "hello"), 3);
@@ -619,11 +631,7 @@ mod tests {
         let registry = Registry::new();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         for _ in 0..3 {
-            let id = WebSocketId::new();
-            let mailbox = Arc::new(Mailbox::default());
-            let info = SocketInfo { id, class: "c".into(), session_id: "s".into(), shared: false };
-            registry.insert(info, mailbox.clone(), None).await;
-            registry.subscribe(&id, "room").await;
+            let mailbox = member(&registry, "room").await;
             // A member's task: on each wake, how many frames are waiting.
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -653,9 +661,7 @@ mod tests {
     #[tokio::test]
     async fn rooms_forget_removed_sockets() {
         let registry = Registry::new();
-        let id = WebSocketId::new();
-        let info = SocketInfo { id, class: "c".into(), session_id: "s".into(), shared: false };
-        registry.insert(info, Arc::new(Mailbox::default()), None).await;
+        let (id, _mailbox) = socket(&registry).await;
         let mut events = registry.presence_events();
         registry.subscribe(&id, "a").await;
         registry.set_label(&id, "Alice").await;
