@@ -56,6 +56,7 @@ server_cmd() {
     ours-autobahn) echo "$T/autobahn-server" ;;
     tungstenite) echo "$T/peer-tungstenite" ;;
     fastwebsockets) echo "$T/peer-fastwebsockets" ;;
+    floor) echo "$T/floor" ;;
     tungstenite-broadcast) echo "$T/peer-tungstenite-broadcast" ;;
   esac
 }
@@ -67,6 +68,9 @@ server_path() { # server mode
   esac
 }
 ECHO_SERVERS=(ours-demo ours-autobahn tungstenite fastwebsockets)
+# The echo scenarios also run `floor` (benches/src/bin/floor.rs): a bare epoll loop that echoes
+# in place with no runtime, about the least CPU per message an echo costs on this kernel.
+FLOOR_SERVERS=(floor)
 BROADCAST_SERVERS=(ours-demo tungstenite-broadcast)
 
 # name|wsload arguments|label — the servers follow from --mode.
@@ -114,7 +118,11 @@ for scenario in "${SCENARIOS[@]}"; do
   IFS='|' read -r name args _ <<<"$scenario"
   if [ -n "$ONLY" ] && [[ "$name" != *"$ONLY"* ]]; then continue; fi
   mode=$(sed 's/.*--mode \([a-z]*\).*/\1/' <<<"$args")
-  if [ "$mode" = broadcast ]; then servers=("${BROADCAST_SERVERS[@]}"); else servers=("${ECHO_SERVERS[@]}"); fi
+  case "$mode" in
+    broadcast) servers=("${BROADCAST_SERVERS[@]}") ;;
+    echo) servers=("${ECHO_SERVERS[@]}" "${FLOOR_SERVERS[@]}") ;;
+    *) servers=("${ECHO_SERVERS[@]}") ;;
+  esac
   for round in $(seq "$ROUNDS"); do
     n=${#servers[@]}
     for i in $(seq 0 $((n - 1))); do
@@ -200,5 +208,10 @@ for name in order:
         for p in peers:
             print(f"{o + ' / ' + p:<40}{ratio(med(by[o], 'msgs_per_s'), med(by[p], 'msgs_per_s')):>10}"
                   f"{ratio(med(by[o], 'server_cpu_us_per_msg'), med(by[p], 'server_cpu_us_per_msg')):>10}")
+    # The floor against the peers: how far below them any server could go here.
+    for f in [s for s in peers if s == "floor"]:
+        for p in [s for s in peers if s != f]:
+            print(f"{f + ' / ' + p:<40}{ratio(med(by[f], 'msgs_per_s'), med(by[p], 'msgs_per_s')):>10}"
+                  f"{ratio(med(by[f], 'server_cpu_us_per_msg'), med(by[p], 'server_cpu_us_per_msg')):>10}")
 PY
 echo "raw results: $RESULTS; table: $TABLE" >&2

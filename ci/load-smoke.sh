@@ -5,12 +5,14 @@
 #      wsload on CPU 1, as in benches/compare.sh), and no echo may take longer than 0.5 s:
 #      a starved socket (the scheduler leaving some sockets unserved while it serves the
 #      others) is an error. Typical worst case here: 20-50 ms.
+#   3. The benchmark's floor server (benches/src/bin/floor.rs) for 3 s each at 100 x 20 B with
+#      10 in flight and at 100 x 16 KiB, so benches/compare.sh keeps a working reference.
 # Each run fails unless wsload counts some echoes and no error.
 # JOBS sets cargo's -j (default: cargo's own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release ${JOBS:+-j "$JOBS"} -p examples --bin autobahn-server -p benches --bin wsload
+cargo build --release ${JOBS:+-j "$JOBS"} -p examples --bin autobahn-server -p benches --bin wsload --bin floor
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 if [ "$(nproc)" -ge 2 ]; then
@@ -19,15 +21,15 @@ else
   SERVER_CPU=() LOAD_CPU=()
 fi
 
-# smoke LABEL SERVER_PIN(0|1) WSLOAD_ARGS...
+# smoke LABEL SERVER SERVER_PIN(0|1) WSLOAD_ARGS...
 smoke() {
-  local label=$1 pin=$2
-  shift 2
+  local label=$1 binary=$2 pin=$3
+  shift 3
   local log server addr result messages errors close_errors
   local server_cpu=() load_cpu=()
   if [ "$pin" = 1 ]; then server_cpu=("${SERVER_CPU[@]}") load_cpu=("${LOAD_CPU[@]}"); fi
   log=$(mktemp)
-  "${server_cpu[@]}" target/release/autobahn-server --addr 127.0.0.1:0 >"$log" 2>&1 &
+  "${server_cpu[@]}" "target/release/$binary" --addr 127.0.0.1:0 >"$log" 2>&1 &
   server=$!
   addr=
   for _ in $(seq 100); do
@@ -36,7 +38,7 @@ smoke() {
     sleep 0.1
   done
   if [ -z "$addr" ]; then
-    echo "autobahn-server did not start:" >&2
+    echo "$binary did not start:" >&2
     cat "$log" >&2
     kill "$server" 2>/dev/null || true
     return 1
@@ -57,6 +59,9 @@ smoke() {
   fi
 }
 
-smoke "50 x 64 B, 10 s" 0 --mode echo --connections 50 --size 64 --duration 10
-smoke "1000 x 20 B on one core, 5 s, max wait 0.5 s" 1 --mode echo --connections 1000 --size 20 \
+smoke "50 x 64 B, 10 s" autobahn-server 0 --mode echo --connections 50 --size 64 --duration 10
+smoke "1000 x 20 B on one core, 5 s, max wait 0.5 s" autobahn-server 1 --mode echo --connections 1000 --size 20 \
   --duration 5 --warmup 0.5 --max-wait 0.5
+smoke "floor, 100 x 20 B, 10 in flight, 3 s" floor 1 --mode echo --connections 100 --size 20 --inflight 10 \
+  --duration 3 --warmup 0.5
+smoke "floor, 100 x 16 KiB, 3 s" floor 1 --mode echo --connections 100 --size 16384 --duration 3 --warmup 0.5

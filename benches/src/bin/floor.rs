@@ -1,0 +1,342 @@
+//! The floor: about the least CPU a WebSocket echo can cost per message on this kernel, to
+//! measure every server against (`floor --addr 127.0.0.1:PORT`, any path; prints `listening
+//! on ADDR`).
+//!
+//! One thread on raw edge-triggered epoll (registered as mio, and so tokio, registers a
+//! socket), no async runtime, no allocation per message, one receive buffer for all
+//! connections, and each echo answered in place: the payload is unmasked where it was
+//! received, the answer's header written over the mask key before it, and the answers of a
+//! receive go out in one `sendmsg` straight from that buffer. No checks beyond the framing (no
+//! UTF-8 validation, no fragmented messages, no control frames but Close and Ping).
+//!
+//! Not a server to run: it answers `wsload`'s echo load and little else. `compare.sh` runs it
+//! beside the real servers, so the share of a server's CPU that is the kernel's loopback TCP
+//! path (which no server avoids) is measured in the same run rather than claimed. Bad input
+//! closes the connection; memory is bounded per connection (an incomplete frame of at most
+//! `BUF` bytes, at most `MAX_UNSENT` bytes of answers waiting for a peer that does not read).
+
+use std::io::{self, Write as _};
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// The receive buffer, and so the largest frame taken (with its header).
+const BUF: usize = 64 * 1024;
+/// Answers waiting for a peer that does not read: past this the connection is closed.
+const MAX_UNSENT: usize = 1024 * 1024;
+/// Answers per `sendmsg` (the kernel takes up to 1024 pieces).
+const MAX_PIECES: usize = 1024;
+/// The epoll data of the listening socket.
+const LISTENER: u64 = u64::MAX;
+
+/// What a connection keeps between receives; both vectors are empty and unallocated while the
+/// peer keeps up.
+#[derive(Default)]
+struct Conn {
+    upgraded: bool,
+    /// The start of a frame whose end has not arrived.
+    partial: Vec<u8>,
+    /// Answers the socket did not take.
+    unsent: Vec<u8>,
+}
+
+/// The connection ends: the peer closed (its Close is answered), failed, or sent what this
+/// floor does not take.
+#[derive(Debug)]
+struct End;
+
+/// The buffer every connection receives into, and where its answers are.
+struct Shared {
+    buf: Box<[u8]>,
+    /// Answers in `buf`, as (start, end), in order.
+    pieces: Vec<(usize, usize)>,
+}
+
+impl Shared {
+    /// Answers the whole frames in `buf[pos..filled]` in place (each answer a piece), and
+    /// returns where the first incomplete frame starts.
+    fn answer_frames(&mut self, mut pos: usize, filled: usize) -> (usize, Result<(), End>) {
+        loop {
+            let rest = &mut self.buf[pos..filled];
+            if rest.len() < 2 {
+                return (pos, Ok(()));
+            }
+            let (first, masked) = (rest[0], rest[1] & 0x80 != 0);
+            let (len, header) = match rest[1] & 0x7f {
+                126 if rest.len() >= 4 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 8),
+                126 => return (pos, Ok(())),
+                127 => return (pos, Err(End)), // longer than the buffer
+                n => (usize::from(n), 6),
+            };
+            if !masked || header + len > BUF {
+                return (pos, Err(End));
+            }
+            if rest.len() < header + len {
+                return (pos, Ok(())); // the rest of the frame is still coming
+            }
+            let key = [rest[header - 4], rest[header - 3], rest[header - 2], rest[header - 1]];
+            ws_proto::apply_mask(&mut rest[header..header + len], key, 0);
+            let payload = pos + header;
+            pos = payload + len;
+            let first = match first & 0x0f {
+                0x8 => {
+                    // Close: answered with an empty Close, written over the frame's header.
+                    self.buf[payload - header..payload - header + 2].copy_from_slice(&[0x88, 0]);
+                    self.pieces.push((payload - header, payload - header + 2));
+                    return (pos, Err(End));
+                }
+                0x9 => 0x8a,                 // a Ping's Pong
+                0xa => continue,             // a Pong: nothing to answer
+                0x1 | 0x2 => first,          // text or binary, echoed with its FIN bit
+                _ => return (pos, Err(End)), // continuations and reserved opcodes
+            };
+            // The answer's header (2 or 4 bytes) goes over the mask key, just before the payload.
+            let start = if len < 126 {
+                self.buf[payload - 2..payload].copy_from_slice(&[first, len as u8]);
+                payload - 2
+            } else {
+                let [hi, lo] = (len as u16).to_be_bytes();
+                self.buf[payload - 4..payload].copy_from_slice(&[first, 126, hi, lo]);
+                payload - 4
+            };
+            self.pieces.push((start, pos));
+        }
+    }
+}
+
+/// Owns a descriptor a system call returned, or the error it reported.
+fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned open by the kernel and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The answer to an upgrade request in `head` (up to its blank line).
+fn handshake(head: &[u8]) -> Result<String, End> {
+    let key = std::str::from_utf8(head)
+        .ok()
+        .and_then(|head| {
+            head.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.trim().eq_ignore_ascii_case("sec-websocket-key").then_some(value.trim())
+            })
+        })
+        .ok_or(End)?;
+    Ok(format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        ws_proto::accept_key(key.as_bytes())
+    ))
+}
+
+/// Sends the pieces of `shared` (or queues what the socket does not take); `Err` when the
+/// queue is over its bound or the socket failed.
+fn send_pieces(fd: RawFd, conn: &mut Conn, shared: &mut Shared) -> Result<(), End> {
+    if shared.pieces.is_empty() {
+        return Ok(());
+    }
+    let mut sent = 0;
+    if conn.unsent.is_empty() {
+        let mut iov: [libc::iovec; 16] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 16];
+        let mut many = Vec::new();
+        let pieces = &shared.pieces[..shared.pieces.len().min(MAX_PIECES)];
+        let iov: &mut [libc::iovec] = if pieces.len() <= iov.len() {
+            &mut iov[..pieces.len()]
+        } else {
+            many.resize(pieces.len(), iov[0]);
+            &mut many
+        };
+        for (slot, &(start, end)) in iov.iter_mut().zip(pieces) {
+            *slot = libc::iovec { iov_base: shared.buf[start..].as_mut_ptr().cast(), iov_len: end - start };
+        }
+        // SAFETY: every iovec points into `shared.buf`, which outlives the call; `msg` names
+        // no address or control data.
+        let n = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = iov.len() as _;
+            libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL)
+        };
+        if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock {
+            return Err(End);
+        }
+        sent = n.max(0) as usize;
+    }
+    // What the socket did not take waits in `unsent`, for the next writable edge.
+    for &(start, end) in &shared.pieces {
+        let len = end - start;
+        if sent >= len {
+            sent -= len;
+            continue;
+        }
+        conn.unsent.extend_from_slice(&shared.buf[start + sent..end]);
+        sent = 0;
+    }
+    shared.pieces.clear();
+    if conn.unsent.len() > MAX_UNSENT { Err(End) } else { flush(fd, conn) }
+}
+
+/// Writes what `unsent` holds, as far as the socket takes it.
+fn flush(fd: RawFd, conn: &mut Conn) -> Result<(), End> {
+    if conn.unsent.is_empty() {
+        return Ok(());
+    }
+    let mut done = 0;
+    while done < conn.unsent.len() {
+        let rest = &conn.unsent[done..];
+        // SAFETY: sends from a live buffer of `rest.len()` bytes.
+        let n = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+                break;
+            }
+            return Err(End);
+        }
+        done += n as usize;
+    }
+    conn.unsent.drain(..done);
+    Ok(())
+}
+
+/// Receives until a short read and answers everything whole; `Err` ends the connection.
+fn serve(fd: RawFd, conn: &mut Conn, shared: &mut Shared) -> Result<(), End> {
+    let mut filled = conn.partial.len();
+    shared.buf[..filled].copy_from_slice(&conn.partial);
+    conn.partial.clear();
+    loop {
+        let spare = BUF - filled;
+        // SAFETY: receives into the spare part of the shared buffer.
+        let got = unsafe { libc::recv(fd, shared.buf[filled..].as_mut_ptr().cast(), spare, 0) };
+        if got == 0 {
+            return Err(End);
+        }
+        if got < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+                break;
+            }
+            return Err(End);
+        }
+        filled += got as usize;
+        let mut pos = 0;
+        if !conn.upgraded {
+            let Some(end) = shared.buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") else {
+                if filled == BUF {
+                    return Err(End);
+                }
+                continue;
+            };
+            conn.unsent.extend_from_slice(handshake(&shared.buf[..end])?.as_bytes());
+            conn.upgraded = true;
+            flush(fd, conn)?;
+            pos = end + 4;
+        }
+        let (rest, result) = shared.answer_frames(pos, filled);
+        let sent = send_pieces(fd, conn, shared);
+        result.and(sent)?;
+        shared.buf.copy_within(rest..filled, 0);
+        filled -= rest;
+        if (got as usize) < spare {
+            break; // a short read: the socket is drained, the next edge says more
+        }
+    }
+    conn.partial.extend_from_slice(&shared.buf[..filled]);
+    Ok(())
+}
+
+fn set_nodelay(fd: RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: `fd` is an open socket and the option value is a live c_int of the given size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+fn run(listener: TcpListener) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    // SAFETY: creates a descriptor that `owned` takes.
+    let epoll = owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    let add = |fd: RawFd, events: libc::c_int, data: u64| {
+        let mut event = libc::epoll_event { events: events as u32, u64: data };
+        // SAFETY: `event` is live for the call; both descriptors are open.
+        if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    add(listener.as_raw_fd(), libc::EPOLLIN, LISTENER)?;
+    // Connections by descriptor number (the socket closes when its entry is dropped).
+    let mut conns: Vec<Option<(OwnedFd, Conn)>> = Vec::new();
+    let mut shared = Shared { buf: vec![0; BUF].into_boxed_slice(), pieces: Vec::with_capacity(MAX_PIECES) };
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    loop {
+        // SAFETY: `events` has room for the `events.len()` events asked for.
+        let n = unsafe { libc::epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), events.len() as _, -1) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for event in &events[..n as usize] {
+            let (ready, data) = (event.events, event.u64);
+            if data == LISTENER {
+                // SAFETY: accepts on the listening socket, which is open.
+                while let Ok(fd) = owned(unsafe {
+                    libc::accept4(
+                        listener.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    )
+                }) {
+                    set_nodelay(fd.as_raw_fd());
+                    let slot = fd.as_raw_fd() as usize;
+                    let interest = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+                    if add(fd.as_raw_fd(), interest, slot as u64).is_ok() {
+                        if conns.len() <= slot {
+                            conns.resize_with(slot + 1, || None);
+                        }
+                        conns[slot] = Some((fd, Conn::default()));
+                    }
+                }
+                continue;
+            }
+            let slot = data as usize;
+            let Some((fd, conn)) = conns.get_mut(slot).and_then(Option::as_mut) else { continue };
+            let fd = fd.as_raw_fd();
+            let mut result = flush(fd, conn);
+            if result.is_ok()
+                && ready & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
+            {
+                result = serve(fd, conn, &mut shared);
+                shared.pieces.clear();
+            }
+            if result.is_err() {
+                conns[slot] = None; // closes the socket (and so its epoll registration)
+            }
+        }
+    }
+}
+
+fn main() -> io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut addr = "127.0.0.1:9007".to_owned();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => addr = args.next().ok_or_else(|| io::Error::other("--addr needs a value"))?,
+            other => return Err(io::Error::other(format!("unknown argument {other}"))),
+        }
+    }
+    let listener = TcpListener::bind(&addr)?;
+    println!("listening on {}", listener.local_addr()?);
+    io::stdout().flush()?;
+    run(listener)
+}
