@@ -98,13 +98,16 @@ trap stop_server EXIT
 # Starts server $1 on a free port; sets SERVER_PID and SERVER_ADDR.
 start_server() {
   local log="$OUT/server-$1.log"
+  # The previous run's log goes first: the server's shell truncates it only once it runs, and
+  # until then the loop below would read the old server's address (every connection refused).
+  rm -f "$log"
   # taskset and env exec the server, so $! is the server's own PID.
   # shellcheck disable=SC2046
   "${SERVER_CPU[@]}" env RUST_LOG=warn $(server_cmd "$1") --addr 127.0.0.1:0 >"$log" 2>&1 &
   SERVER_PID=$!
   SERVER_ADDR=
   for _ in $(seq 100); do
-    SERVER_ADDR=$(grep -o 'listening on [^ ]*' "$log" | head -n1 | sed 's#^listening on ##; s#^http://##; s#/$##') || true
+    SERVER_ADDR=$(grep -so 'listening on [^ ]*' "$log" | head -n1 | sed 's#^listening on ##; s#^http://##; s#/$##') || true
     [ -n "$SERVER_ADDR" ] && return 0
     kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.1
