@@ -2,7 +2,7 @@
 # Side-by-side load benchmark (issue 6): our servers against tokio-tungstenite and
 # fastwebsockets, same load (wsload), same run, with ratios.
 #
-#   bash benches/compare.sh            # ROUNDS=3 rounds of DURATION=10 s runs (~15 min)
+#   bash benches/compare.sh            # ROUNDS=3 rounds of DURATION=10 s runs (~20 min)
 #   QUICK=1 bash benches/compare.sh    # 1 round of 2 s runs (~3 min), for a first look
 #
 # Builds everything in release, then for each scenario and round starts each server in turn
