@@ -207,14 +207,13 @@ for name in order:
               f"{num(share * 100 if share is not None else None, '.0f') + ' %':>12}{errors[s]:>8}"
               + (f"  ({failed[s]} failed)" if failed[s] else ""))
     print(f"{'ours / peer':<40}{'msgs/s':>10}{'CPU/msg':>10}   (msgs/s > 1: ours faster; CPU/msg < 1: ours cheaper)")
-    for o in ours:
-        for p in peers:
-            print(f"{o + ' / ' + p:<40}{ratio(med(by[o], 'msgs_per_s'), med(by[p], 'msgs_per_s')):>10}"
-                  f"{ratio(med(by[o], 'server_cpu_us_per_msg'), med(by[p], 'server_cpu_us_per_msg')):>10}")
-    # The floor against the peers: how far below them any server could go here.
-    for f in [s for s in peers if s == "floor"]:
-        for p in [s for s in peers if s != f]:
-            print(f"{f + ' / ' + p:<40}{ratio(med(by[f], 'msgs_per_s'), med(by[p], 'msgs_per_s')):>10}"
-                  f"{ratio(med(by[f], 'server_cpu_us_per_msg'), med(by[p], 'server_cpu_us_per_msg')):>10}")
+    # Ours against every peer, then the floor against the others: how far below them any
+    # server could go here.
+    pairs = [(o, p) for o in ours for p in peers]
+    if "floor" in peers:
+        pairs += [("floor", p) for p in peers if p != "floor"]
+    for a, b in pairs:
+        print(f"{a + ' / ' + b:<40}{ratio(med(by[a], 'msgs_per_s'), med(by[b], 'msgs_per_s')):>10}"
+              f"{ratio(med(by[a], 'server_cpu_us_per_msg'), med(by[b], 'server_cpu_us_per_msg')):>10}")
 PY
 echo "raw results: $RESULTS; table: $TABLE" >&2

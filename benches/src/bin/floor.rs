@@ -49,6 +49,8 @@ struct Shared {
     buf: Box<[u8]>,
     /// Answers in `buf`, as (start, end), in order.
     pieces: Vec<(usize, usize)>,
+    /// The `sendmsg` vector for them (kept to reuse its allocation).
+    iov: Vec<libc::iovec>,
 }
 
 impl Shared {
@@ -112,24 +114,6 @@ fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// The answer to an upgrade request in `head` (up to its blank line).
-fn handshake(head: &[u8]) -> Result<String, End> {
-    let key = std::str::from_utf8(head)
-        .ok()
-        .and_then(|head| {
-            head.lines().find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                name.trim().eq_ignore_ascii_case("sec-websocket-key").then_some(value.trim())
-            })
-        })
-        .ok_or(End)?;
-    Ok(format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
-        ws_proto::accept_key(key.as_bytes())
-    ))
-}
-
 /// Sends the pieces of `shared` (or queues what the socket does not take); `Err` when the
 /// queue is over its bound or the socket failed.
 fn send_pieces(fd: RawFd, conn: &mut Conn, shared: &mut Shared) -> Result<(), End> {
@@ -138,18 +122,15 @@ fn send_pieces(fd: RawFd, conn: &mut Conn, shared: &mut Shared) -> Result<(), En
     }
     let mut sent = 0;
     if conn.unsent.is_empty() {
-        let mut iov: [libc::iovec; 16] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 16];
-        let mut many = Vec::new();
         let pieces = &shared.pieces[..shared.pieces.len().min(MAX_PIECES)];
-        let iov: &mut [libc::iovec] = if pieces.len() <= iov.len() {
-            &mut iov[..pieces.len()]
-        } else {
-            many.resize(pieces.len(), iov[0]);
-            &mut many
-        };
-        for (slot, &(start, end)) in iov.iter_mut().zip(pieces) {
-            *slot = libc::iovec { iov_base: shared.buf[start..].as_mut_ptr().cast(), iov_len: end - start };
-        }
+        let buf = shared.buf.as_mut_ptr();
+        shared.iov.clear();
+        shared.iov.extend(pieces.iter().map(|&(start, end)| libc::iovec {
+            // SAFETY: `start` is inside `buf` (a piece is a range of it).
+            iov_base: unsafe { buf.add(start) }.cast(),
+            iov_len: end - start,
+        }));
+        let iov = &mut shared.iov;
         // SAFETY: every iovec points into `shared.buf`, which outlives the call; `msg` names
         // no address or control data.
         let n = unsafe {
@@ -220,16 +201,18 @@ fn serve(fd: RawFd, conn: &mut Conn, shared: &mut Shared) -> Result<(), End> {
         filled += got as usize;
         let mut pos = 0;
         if !conn.upgraded {
-            let Some(end) = shared.buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") else {
-                if filled == BUF {
-                    return Err(End);
-                }
-                continue;
+            // The opening handshake, checked and answered by ws-proto as our servers do.
+            let mut headers = [ws_proto::httparse::EMPTY_HEADER; 32];
+            let mut request = ws_proto::httparse::Request::new(&mut headers);
+            pos = match request.parse(&shared.buf[..filled]) {
+                Ok(ws_proto::httparse::Status::Complete(head)) => head,
+                Ok(ws_proto::httparse::Status::Partial) if filled < BUF => continue,
+                _ => return Err(End),
             };
-            conn.unsent.extend_from_slice(handshake(&shared.buf[..end])?.as_bytes());
+            let key = ws_proto::validate_request(&request).map_err(|_| End)?.key;
+            ws_proto::write_accept_response(&mut conn.unsent, key, None, &[]);
             conn.upgraded = true;
             flush(fd, conn)?;
-            pos = end + 4;
         }
         let (rest, result) = shared.answer_frames(pos, filled);
         let sent = send_pieces(fd, conn, shared);
@@ -273,7 +256,11 @@ fn run(listener: TcpListener) -> io::Result<()> {
     add(listener.as_raw_fd(), libc::EPOLLIN, LISTENER)?;
     // Connections by descriptor number (the socket closes when its entry is dropped).
     let mut conns: Vec<Option<(OwnedFd, Conn)>> = Vec::new();
-    let mut shared = Shared { buf: vec![0; BUF].into_boxed_slice(), pieces: Vec::with_capacity(MAX_PIECES) };
+    let mut shared = Shared {
+        buf: vec![0; BUF].into_boxed_slice(),
+        pieces: Vec::with_capacity(MAX_PIECES),
+        iov: Vec::with_capacity(MAX_PIECES),
+    };
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
     loop {
         // SAFETY: `events` has room for the `events.len()` events asked for.
