@@ -38,9 +38,13 @@ if [ "$(ulimit -n)" -lt $((BROADCAST_CONNS + 100)) ] || [ "$(ulimit -n)" -lt $((
 fi
 if [ "$(nproc)" -ge 2 ]; then
   SERVER_CPU=(taskset -c 0) LOAD_CPU=(taskset -c 1)
+  # wsload probes how far apart CPUs 0 and 1 are every 100 ms (a VM's host moves its vCPUs,
+  # and a loopback server's CPU per message moves with them) and sums its figures per
+  # placement: the second table of each load scenario compares servers in the same placement.
+  PLACEMENT=(--placement 0,1)
 else
   echo "compare.sh: fewer than 2 CPUs, running unpinned (figures will be disturbed)" >&2
-  SERVER_CPU=() LOAD_CPU=()
+  SERVER_CPU=() LOAD_CPU=() PLACEMENT=()
 fi
 
 echo "== building (release)" >&2
@@ -133,7 +137,7 @@ for scenario in "${SCENARIOS[@]}"; do
       start_server "$server"
       # shellcheck disable=SC2086
       if ! line=$("${LOAD_CPU[@]}" "$T/wsload" --url "ws://$SERVER_ADDR$(server_path "$server" "$mode")" $args \
-          --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json) || [ -z "$line" ]; then
+          --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" "${PLACEMENT[@]}" --json) || [ -z "$line" ]; then
         line='{"failed":true}'
       fi
       stop_server
@@ -215,5 +219,29 @@ for name in order:
     for a, b in pairs:
         print(f"{a + ' / ' + b:<40}{ratio(med(by[a], 'msgs_per_s'), med(by[b], 'msgs_per_s')):>10}"
               f"{ratio(med(by[a], 'server_cpu_us_per_msg'), med(by[b], 'server_cpu_us_per_msg')):>10}")
+    # The same runs summed per placement of CPUs 0 and 1 (wsload --placement): every 100 ms
+    # slice whose probes at both ends agree counts toward "close" (the CPUs share a core's
+    # caches) or "distant"; rates and CPU per message are totals over all rounds' slices.
+    placed = {s: {k: [r["placement"][k] for r in by[s] if r.get("placement")] for k in ("close", "distant")}
+              for s in servers}
+    if not any(placed[s]["close"] or placed[s]["distant"] for s in servers):
+        continue
+    def pooled(s, k):
+        parts = placed[s][k]
+        secs = sum(p["s"] for p in parts)
+        msgs = sum(p["messages"] for p in parts)
+        cpu = sum(p["server_cpu_ns"] for p in parts)
+        return (secs, msgs / secs if secs else None, cpu / 1000 / msgs if msgs else None)
+    print(f"by placement of CPUs 0 and 1 (all rounds' 100 ms slices; CPU from scheduler run time):")
+    print(f"{'server':<24}{'close s':>9}{'msgs/s':>12}{'CPU µs/msg':>12}{'distant s':>11}{'msgs/s':>12}{'CPU µs/msg':>12}")
+    for s in servers:
+        cs, cr, cc = pooled(s, "close")
+        ds, dr, dc = pooled(s, "distant")
+        print(f"{s:<24}{cs:>9.1f}{num(cr, ',.0f'):>12}{num(cc, '.3f'):>12}{ds:>11.1f}{num(dr, ',.0f'):>12}{num(dc, '.3f'):>12}")
+    print(f"{'ours / peer, same placement':<40}{'close msgs/s':>14}{'CPU/msg':>9}{'distant msgs/s':>16}{'CPU/msg':>9}")
+    for a, b in pairs:
+        (_, acr, acc), (_, adr, adc) = pooled(a, "close"), pooled(a, "distant")
+        (_, bcr, bcc), (_, bdr, bdc) = pooled(b, "close"), pooled(b, "distant")
+        print(f"{a + ' / ' + b:<40}{ratio(acr, bcr):>14}{ratio(acc, bcc):>9}{ratio(adr, bdr):>16}{ratio(adc, bdc):>9}")
 PY
 echo "raw results: $RESULTS; table: $TABLE" >&2

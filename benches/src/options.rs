@@ -46,6 +46,9 @@ pub struct Options {
     /// Echo: an echo slower than this (or still missing at the end) is an error. A bound on
     /// starvation (a socket the server leaves unserved), not a speed target.
     pub max_wait: Option<Duration>,
+    /// `(server CPU, load CPU)`: probe how far apart the two CPUs are during the window and
+    /// also report the figures per placement (see the `placement` module).
+    pub placement: Option<(usize, usize)>,
     /// Print one JSON line instead of text.
     pub json: bool,
 }
@@ -54,12 +57,15 @@ pub struct Options {
 pub const USAGE: &str = "\
 usage: wsload --url ws://127.0.0.1:PORT/PATH [--mode echo|broadcast|idle] [--connections N]
               [--size BYTES] [--inflight K] [--senders S] [--duration SECS] [--warmup SECS]
-              [--server-pid PID] [--max-wait SECS] [--json]
+              [--server-pid PID] [--max-wait SECS] [--placement SERVER_CPU,LOAD_CPU] [--json]
   echo:      each connection keeps K messages of BYTES in flight, checks every echoed byte;
              with --max-wait, an echo slower than SECS (or missing at the end) is an error
   broadcast: rounds in which S connections send one message each and all N receive all S
   idle:      opens N connections and reports the server's VmRSS growth per connection
              (needs --server-pid)
+  --placement: every 100 ms, time a cache line's round trip between the two CPUs (a VM's
+             host moves its vCPUs) and sum the figures per placement, close or distant
+             (needs --server-pid; moves wsload's thread to LOAD_CPU)
 The target must be loopback (127.0.0.1, localhost, [::1]).";
 
 impl Options {
@@ -74,6 +80,7 @@ impl Options {
         let mut duration = 10.0;
         let mut warmup = 1.0;
         let mut server_pid = None;
+        let mut placement = None;
         let mut max_wait: Option<f64> = None;
         let mut json = false;
         let mut args = args.into_iter();
@@ -104,6 +111,12 @@ impl Options {
                 "--warmup" => warmup = number(&arg, &value)?,
                 "--server-pid" => server_pid = Some(number(&arg, &value)?),
                 "--max-wait" => max_wait = Some(number(&arg, &value)?),
+                "--placement" => {
+                    let cpus =
+                        value.split_once(',').and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+                    placement =
+                        Some(cpus.ok_or_else(|| format!("--placement: SERVER_CPU,LOAD_CPU, not {value:?}"))?);
+                }
                 _ => return Err(format!("unknown option {arg}\n{USAGE}")),
             }
         }
@@ -123,6 +136,9 @@ impl Options {
         }
         if mode == Mode::Broadcast && size < BROADCAST_TAG {
             return Err(format!("--size: at least {BROADCAST_TAG} in broadcast mode (sender and round tag)"));
+        }
+        if placement.is_some() && server_pid.is_none() {
+            return Err("--placement needs --server-pid".into());
         }
         if mode == Mode::Idle && server_pid.is_none() {
             return Err("--mode idle needs --server-pid".into());
@@ -144,6 +160,7 @@ impl Options {
             warmup: Duration::from_secs_f64(warmup),
             server_pid,
             max_wait: max_wait.map(Duration::from_secs_f64),
+            placement,
             json,
         })
     }
@@ -169,6 +186,12 @@ mod tests {
         assert!(parse("--url ws://127.0.0.1:1/ --connections 20001").is_err());
         assert!(parse("--url ws://192.168.1.1:1/").is_err());
         assert!(parse("--url ws://127.0.0.1:1/ --mode idle").is_err());
+        assert!(parse("--url ws://127.0.0.1:1/ --placement 0,1").is_err()); // no --server-pid
+        assert!(parse("--url ws://127.0.0.1:1/ --server-pid 1 --placement 0").is_err());
+        assert_eq!(
+            parse("--url ws://127.0.0.1:1/ --server-pid 1 --placement 0,1").unwrap().placement,
+            Some((0, 1))
+        );
         assert!(parse("--url ws://127.0.0.1:1/ --mode broadcast --size 4").is_err());
         assert!(parse("--connections 5").is_err());
         assert_eq!(o.max_wait, None);

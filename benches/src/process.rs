@@ -45,6 +45,19 @@ pub fn cpu_time(pid: Option<u32>) -> io::Result<Duration> {
     Ok(Duration::from_micros(ticks * 1_000_000 / clock_ticks()))
 }
 
+/// Time the scheduler has run process `pid`'s live threads so far, in nanoseconds (the first
+/// field of each `/proc/PID/task/TID/schedstat`): exact, where `/proc/PID/stat` counts clock
+/// ticks, so it can time slices of a run.
+pub fn run_time_ns(pid: u32) -> io::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        // A thread that ended between the listing and the read is skipped.
+        let Ok(line) = std::fs::read_to_string(task?.path().join("schedstat")) else { continue };
+        total += line.split_whitespace().next().and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    }
+    Ok(total)
+}
+
 /// Resident set size of process `pid` in bytes (`VmRSS` in `/proc/PID/status`).
 pub fn rss_bytes(pid: u32) -> io::Result<u64> {
     let path = format!("/proc/{pid}/status");
@@ -72,5 +85,14 @@ mod tests {
     fn this_process() {
         assert!(cpu_time(None).is_ok());
         assert!(rss_bytes(std::process::id()).unwrap() > 0);
+        // This process's run time grows while it computes.
+        let before = run_time_ns(std::process::id()).unwrap();
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(20) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let after = run_time_ns(std::process::id()).unwrap();
+        assert!(after >= before + 10_000_000, "{before} -> {after}");
     }
 }
