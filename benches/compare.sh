@@ -143,7 +143,7 @@ for scenario in "${SCENARIOS[@]}"; do
       stop_server
       printf '{"scenario":"%s","server":"%s","round":%d,%s\n' "$name" "$server" "$round" "${line#\{}" >>"$RESULTS"
       printf '%-28s round %d  %-22s %s\n' "$name" "$round" "$server" \
-        "$(grep -o '"msgs_per_s":[1-9][0-9.]*\|"bytes_per_conn":[0-9.-]\+\|"errors":[0-9]\+\|"failed":true' <<<"$line" | tr '\n' ' ')" >&2
+        "$(grep -o '"msgs_per_s":[1-9][0-9.]*\|"bytes_per_conn":[0-9.-]\+\|"errors":[0-9]\+\|"failed":true' <<<"${line%%\"placement\"*}" | tr '\n' ' ')" >&2
       # A run with errors says what they were (wsload's first few notes), and keeps its server's log.
       if ! grep -q '"errors":0,' <<<"$line"; then
         grep -o '"notes":\[[^]]*\]' <<<"$line" | sed 's/^/    /' >&2 || true
