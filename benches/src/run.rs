@@ -125,8 +125,8 @@ const SLICE: Duration = Duration::from_millis(100);
 
 /// The measured window, cut into slices: each ends with a probe of the two CPUs' distance and
 /// a reading of the server's run time, and counts toward the placement its two probes agree
-/// on. (The probe blocks this thread, and with it every connection, for well under a
-/// millisecond per slice.)
+/// on. (The probe blocks this thread, and with it every connection: for microseconds per
+/// slice, up to ~40 ms when the probe's partner cannot get the server's CPU.)
 async fn measure_placed(options: &Options, cpus: (usize, usize), pid: u32, tally: &Tally) -> Placement {
     let mut placement = Placement::default();
     let mut probe = match Probe::start(cpus.1, cpus.0) {
