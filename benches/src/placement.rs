@@ -170,7 +170,9 @@ impl Placement {
         messages: u64,
         cpu_ns: u64,
     ) {
-        if let Some(ns) = after {
+        // Both ends: the window's first probe is only ever a slice's `before` (a slice's
+        // `after` is the next one's `before`, so counting it twice changes nothing).
+        for ns in [before, after].into_iter().flatten() {
             self.probe_min_ns = Some(self.probe_min_ns.map_or(ns, |m| m.min(ns)));
             self.probe_max_ns = Some(self.probe_max_ns.map_or(ns, |m| m.max(ns)));
         }
@@ -237,13 +239,14 @@ mod tests {
     fn slices_are_summed_per_placement() {
         let mut p = Placement::default();
         p.record(Some(55.0), Some(60.0), 0.1, 100, 700_000);
+        assert_eq!((p.probe_min_ns, p.probe_max_ns), (Some(55.0), Some(60.0)), "the first probe counts");
         p.record(Some(60.0), Some(450.0), 0.1, 90, 800_000);
         p.record(Some(450.0), Some(440.0), 0.1, 80, 900_000);
         p.record(Some(440.0), None, 0.1, 80, 900_000);
         assert_eq!(p.close, PlacementTotals { seconds: 0.1, messages: 100, server_cpu_ns: 700_000 });
         assert_eq!(p.distant, PlacementTotals { seconds: 0.1, messages: 80, server_cpu_ns: 900_000 });
         assert!((p.mixed_s - 0.2).abs() < 1e-9);
-        assert_eq!((p.probe_min_ns, p.probe_max_ns), (Some(60.0), Some(450.0)));
+        assert_eq!((p.probe_min_ns, p.probe_max_ns), (Some(55.0), Some(450.0)));
     }
 
     #[test]
