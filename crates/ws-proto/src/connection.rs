@@ -9,8 +9,9 @@ use crate::frame::{FrameHeader, HeaderError, HeaderParse, MAX_CONTROL_PAYLOAD, O
 use crate::{ProtocolError, SendError, Utf8Bytes, Utf8Validator, apply_mask};
 
 /// The output buffer's size when it is taken again after an idle spell (bytes): room for a
-/// burst of small frames without a reallocation per frame.
-const OUTPUT_MIN: usize = 512;
+/// burst of small frames without a reallocation per frame. (A caller that keeps released
+/// buffers for reuse gives one at least this big back through [`Connection::output`].)
+pub const OUTPUT_MIN: usize = 512;
 
 /// Which end of the connection this is. It decides the masking rules (section 5.1): a
 /// client masks what it sends and expects unmasked frames; a server the reverse.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::pool;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -292,7 +293,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The first `len` characters (bytes) of `msg`, keeping the rest for the next read;
     /// `len == 0` takes it whole.
     fn take_piece(&mut self, msg: Message, len: usize) -> Message {
-        if len == 0 {
+        // A message of at most `len` bytes has at most `len` characters: nothing to split.
+        if len == 0 || msg.len() <= len {
             return msg;
         }
         let (first, rest) = msg.split_first(len);
@@ -357,6 +359,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// waiting: replies to pipelined messages are held back and written together by the next
     /// `read` (or [`flush`](WebSocket::flush)).
     pub async fn write(&mut self, data: &str) -> Result<(), Error> {
+        self.output_from_pool();
         let sent =
             if self.binary_data { self.conn.send_binary(data.as_bytes()) } else { self.conn.send_text(data) };
         self.after_send(sent).await
@@ -364,6 +367,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Sends one binary message.
     pub async fn write_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.output_from_pool();
         let sent = self.conn.send_binary(data);
         self.after_send(sent).await
     }
@@ -371,6 +375,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Sends a message of either kind. A large payload (from a received message, say) is
     /// written from its own buffer, not copied, when this end is the server.
     pub async fn write_message(&mut self, msg: &Message) -> Result<(), Error> {
+        self.output_from_pool();
         let sent = if msg.len() >= SHARE_PAYLOAD_MIN && self.conn.role() == Role::Server {
             let (kind, payload) = match msg {
                 Message::Text(t) => (MessageKind::Text, t.as_bytes().clone()),
@@ -384,6 +389,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
         };
         self.after_send(sent).await
+    }
+
+    /// Before queuing a frame: a socket that went idle gave its output buffer back to the
+    /// thread's pool (see `poll_fill`); take one from there rather than a new allocation.
+    fn output_from_pool(&mut self) {
+        let out = self.conn.output();
+        if out.capacity() == 0 {
+            *out = pool::take(&pool::WRITE, ws_proto::OUTPUT_MIN, ws_proto::OUTPUT_MIN);
+        }
     }
 
     /// Queues `payload` as it is (not copied) after everything queued so far.
@@ -428,6 +442,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     fn queue_encoded_inner(&mut self, frames: &Bytes) -> Result<(), SendError> {
+        self.output_from_pool();
         if frames.len() >= SHARE_PAYLOAD_MIN {
             self.conn.check_send_encoded().map(|()| self.queue_shared(frames.clone()))
         } else {
@@ -437,6 +452,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Sends a Ping (payload at most 125 bytes). The Pong arrives while reading.
     pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.output_from_pool();
         let sent = self.conn.ping(payload);
         self.after_send(sent).await
     }
@@ -589,7 +605,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // After an idle spell the buffer was given back: take one the size of the last
             // read (small for chat-sized traffic), from the thread's pool when it can.
             let want = (self.read_hint * 2).clamp(MIN_READ, self.config.read_chunk);
-            self.rbuf = crate::pool::take(room, want);
+            self.rbuf = pool::take(&pool::READ, room, want);
         } else if self.rbuf.capacity() - self.rbuf.len() < room {
             let want = if room >= self.config.read_chunk / 4 { self.config.read_chunk } else { MIN_READ };
             self.rbuf.reserve(want);
@@ -599,8 +615,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if polled.is_pending() && self.rbuf.is_empty() {
             // Idle: hold no buffers while waiting (an idle connection costs little memory);
             // they are taken again when bytes arrive.
-            crate::pool::give(std::mem::take(&mut self.rbuf));
+            pool::give(&pool::READ, std::mem::take(&mut self.rbuf));
             if self.buffered_amount() == 0 {
+                // The output buffer too, to the thread's other pool (the next reply takes
+                // one back in `output_from_pool`).
+                pool::give(&pool::WRITE, std::mem::take(self.conn.output()));
                 self.conn.shrink_idle();
             }
         }
@@ -883,3 +902,37 @@ impl From<Instant> for Deadline {
 
 /// The longest timeout a read keeps (a year: "forever" without overflowing `Instant`).
 const MAX_TIMEOUT: Duration = Duration::from_secs(86400 * 365);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_idle_socket_lends_its_buffers_and_a_reply_after_it_allocates_none() {
+        let (a, b) = tokio::io::duplex(4096);
+        let mut server = WebSocket::from_upgraded(a, Role::Server, Config::default(), BytesMut::new(), None);
+        let mut client = WebSocket::from_upgraded(b, Role::Client, Config::default(), BytesMut::new(), None);
+        for round in 0..3 {
+            client.write("hello").await.unwrap();
+            let msg = server.read_message().await.unwrap();
+            server.write_message(&msg).await.unwrap();
+            assert_eq!(client.read_message().await.unwrap().as_text(), Some("hello"));
+            // Nothing more comes: the server's read waits, and its buffers go to the pools.
+            let waited = tokio::time::timeout(Duration::from_millis(5), server.read_message()).await;
+            assert!(waited.is_err(), "round {round}: nothing was sent");
+            assert_eq!(
+                server.conn.output().capacity(),
+                0,
+                "round {round}: an idle socket holds no output buffer"
+            );
+            let (start, size) = pool::next_allocation(&pool::WRITE).expect("the output buffer was pooled");
+            // The next reply is encoded into that pooled allocation, not a new one.
+            client.write("again").await.unwrap();
+            let msg = server.read_message().await.unwrap();
+            server.write_message(&msg).await.unwrap();
+            let out = server.conn.output().as_ptr() as usize;
+            assert!((start..start + size).contains(&out), "round {round}: the reply took the pooled buffer");
+            assert_eq!(client.read_message().await.unwrap().as_text(), Some("again"));
+        }
+    }
+}
