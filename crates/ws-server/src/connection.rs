@@ -162,7 +162,9 @@ impl Connection {
 
     /// IRIS `Write`: one text message, or a binary one when `binary_data` is set.
     pub async fn write(&mut self, data: &str) -> Result<(), Error> {
-        self.run_pending().await?;
+        if let Some(pending) = self.run_pending() {
+            pending.await?;
+        }
         match &mut self.kind {
             // The socket's own `binary_data` follows ours (see `set_binary_data`).
             Kind::Dedicated { ws, .. } => ws.write(data).await,
@@ -173,7 +175,9 @@ impl Connection {
 
     /// One binary message.
     pub async fn write_binary(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.run_pending().await?;
+        if let Some(pending) = self.run_pending() {
+            pending.await?;
+        }
         match &mut self.kind {
             Kind::Dedicated { ws, .. } => ws.write_binary(data).await,
             Kind::Shared(h) => Box::pin(h.write_binary(data)).await,
@@ -182,7 +186,9 @@ impl Connection {
 
     /// One message of either kind (an echo writes back what it read).
     pub async fn write_message(&mut self, msg: &Message) -> Result<(), Error> {
-        self.run_pending().await?;
+        if let Some(pending) = self.run_pending() {
+            pending.await?;
+        }
         match &mut self.kind {
             Kind::Dedicated { ws, .. } => ws.write_message(msg).await,
             Kind::Shared(h) => Box::pin(h.write_message(msg.clone())).await,
@@ -190,13 +196,15 @@ impl Connection {
     }
 
     /// Before a write on a dedicated socket: send what other tasks queued for it first.
-    async fn run_pending(&mut self) -> Result<(), Error> {
+    /// (A plain check, and a future only when there is something to send: this runs before
+    /// every write.)
+    fn run_pending(&mut self) -> Option<impl Future<Output = Result<(), Error>> + '_> {
         match &mut self.kind {
             // Boxed: rare before a write, and it would enlarge every write's future.
             Kind::Dedicated { ws, mailbox } if mailbox.has_pending() => {
-                Box::pin(run_commands(ws, mailbox)).await
+                Some(Box::pin(run_commands(ws, mailbox)))
             }
-            _ => Ok(()),
+            _ => None,
         }
     }
 
