@@ -40,8 +40,8 @@ pub(crate) fn apply_mask_portable(buf: &mut [u8], key: [u8; 4], offset: usize) {
     // The key as it applies from `buf[0]` on (indexing, not `rotate_left`, which calls libc).
     let o = offset & 3;
     let key = [key[o], key[(o + 1) & 3], key[(o + 2) & 3], key[(o + 3) & 3]];
-    // Short payloads (the common chat-sized case) skip the wide loop's setup.
-    if buf.len() < 16 {
+    // The shortest payloads skip the word setup.
+    if buf.len() < 8 {
         for (i, b) in buf.iter_mut().enumerate() {
             *b ^= key[i & 3];
         }
@@ -59,8 +59,23 @@ pub(crate) fn apply_mask_portable(buf: &mut [u8], key: [u8; 4], offset: usize) {
             word.copy_from_slice(&(u64::from_ne_bytes(w) ^ k64).to_ne_bytes());
         }
     }
-    // Every chunk above was a multiple of 4 bytes, so the key phase is unchanged.
-    let rest = chunks.into_remainder();
+    // Every chunk above was a multiple of 4 bytes, so the key phase is unchanged; so is it
+    // after each word and half word below. What is left after 32-byte chunks (all of a
+    // chat-sized payload) goes a word at a time, not a byte at a time.
+    let mut words = chunks.into_remainder().chunks_exact_mut(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        word.copy_from_slice(&(u64::from_ne_bytes(w) ^ k64).to_ne_bytes());
+    }
+    let mut rest = words.into_remainder();
+    if rest.len() >= 4 {
+        let (half, tail) = rest.split_at_mut(4);
+        let mut w = [0u8; 4];
+        w.copy_from_slice(half);
+        half.copy_from_slice(&(u32::from_ne_bytes(w) ^ u32::from_ne_bytes(key)).to_ne_bytes());
+        rest = tail;
+    }
     for (i, b) in rest.iter_mut().enumerate() {
         *b ^= key[i & 3];
     }
