@@ -85,14 +85,29 @@ mod tests {
     fn this_process() {
         assert!(cpu_time(None).is_ok());
         assert!(rss_bytes(std::process::id()).unwrap() > 0);
-        // This process's run time grows while it computes.
-        let before = run_time_ns(std::process::id()).unwrap();
-        let t = std::time::Instant::now();
-        let mut x = 0u64;
-        while t.elapsed() < Duration::from_millis(20) {
-            x = std::hint::black_box(x.wrapping_add(1));
+    }
+
+    /// The two CPU clocks agree on a busy process: `run_time_ns` (schedstat) is at least what
+    /// `/proc/PID/stat`'s ticks counted, less a tick. A child is timed, not this process, whose
+    /// test threads come and go (a thread that ends drops out of the live threads' sum) and
+    /// share two cores with the other tests, so the wait is on the child's CPU time, not on
+    /// a wall clock.
+    #[test]
+    fn a_busy_child_is_timed_alike_by_both_clocks() {
+        let mut child =
+            std::process::Command::new("yes").stdout(std::process::Stdio::null()).spawn().expect("spawn yes");
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut ticked = Duration::ZERO;
+        while ticked < Duration::from_millis(50) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            ticked = cpu_time(Some(pid)).unwrap();
         }
-        let after = run_time_ns(std::process::id()).unwrap();
-        assert!(after >= before + 10_000_000, "{before} -> {after}");
+        let run = run_time_ns(pid).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(ticked >= Duration::from_millis(50), "yes ran {ticked:?} in 20 s");
+        let tick = Duration::from_nanos(1_000_000_000 / clock_ticks());
+        assert!(Duration::from_nanos(run) + tick >= ticked, "schedstat {run} ns, stat {ticked:?}");
     }
 }
