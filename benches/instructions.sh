@@ -35,7 +35,8 @@ SERVERS=(
 )
 
 PID=
-stop() { [ -n "$PID" ] && { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=; }; }
+# (an if, not `[ ] &&`: as the EXIT trap, a false test would become the script's exit status)
+stop() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=; fi; }
 trap stop EXIT
 
 # run NAME COMMAND PATH SIZE SECONDS -> prints "messages instructions"
