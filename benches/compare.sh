@@ -87,6 +87,9 @@ SCENARIOS=(
   "broadcast-${BROADCAST_CONNS}x20-s$SENDERS|--mode broadcast --connections $BROADCAST_CONNS --size 20 --senders $SENDERS|broadcast to $BROADCAST_CONNS connections x 20 B, $SENDERS senders per round"
 )
 
+# shellcheck source=benches/listening.sh
+source "benches/listening.sh"
+
 SERVER_PID=
 stop_server() {
   if [ -n "$SERVER_PID" ]; then
@@ -109,13 +112,7 @@ start_server() {
   # shellcheck disable=SC2046
   "${SERVER_CPU[@]}" env RUST_LOG=warn $(server_cmd "$1") --addr 127.0.0.1:0 >"$log" 2>&1 &
   SERVER_PID=$!
-  SERVER_ADDR=
-  for _ in $(seq 100); do
-    SERVER_ADDR=$(grep -so 'listening on [^ ]*' "$log" | head -n1 | sed 's#^listening on ##; s#^http://##; s#/$##') || true
-    [ -n "$SERVER_ADDR" ] && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
+  SERVER_ADDR=$(listening_addr "$log" "$SERVER_PID" 100) && return 0
   echo "compare.sh: $1 did not start; its log:" >&2
   cat "$log" >&2
   exit 1

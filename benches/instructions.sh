@@ -34,6 +34,9 @@ SERVERS=(
   "floor|$T/floor|/"
 )
 
+# shellcheck source=benches/listening.sh
+source "benches/listening.sh"
+
 PID=
 # (an if, not `[ ] &&`: as the EXIT trap, a false test would become the script's exit status)
 stop() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=; fi; }
@@ -41,18 +44,12 @@ trap stop EXIT
 
 # run NAME COMMAND PATH SIZE SECONDS -> prints "messages instructions"
 run() {
-  local out="$OUT/$1-$4-$5.out" log="$OUT/$1.log" addr=
+  local out="$OUT/$1-$4-$5.out" log="$OUT/$1.log" addr
   rm -f "$out" "$log"
   # shellcheck disable=SC2086
   taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out" $2 --addr 127.0.0.1:0 >"$log" 2>&1 &
   PID=$!
-  for _ in $(seq 300); do
-    addr=$(grep -so 'listening on [^ ]*' "$log" | head -n1 | sed 's#^listening on ##; s#^http://##; s#/$##') || true
-    [ -n "$addr" ] && break
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$addr" ] || { echo "instructions.sh: $1 did not start; its log:" >&2; cat "$log" >&2; exit 1; }
+  addr=$(listening_addr "$log" "$PID" 300) || { echo "instructions.sh: $1 did not start; its log:" >&2; cat "$log" >&2; exit 1; }
   local line
   line=$(taskset -c 1 "$T/wsload" --url "ws://$addr$3" --connections 1 --size "$4" --duration "$5" --warmup 0.2 --json)
   stop # callgrind writes its totals when the server exits

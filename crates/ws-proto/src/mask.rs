@@ -54,9 +54,7 @@ pub(crate) fn apply_mask_portable(buf: &mut [u8], key: [u8; 4], offset: usize) {
         // Four independent words per step: the compiler vectorizes them (128-bit lanes by
         // default, 256-bit in the AVX2 build).
         for word in chunk.chunks_exact_mut(8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            word.copy_from_slice(&(u64::from_ne_bytes(w) ^ k64).to_ne_bytes());
+            xor_word(word, k64);
         }
     }
     // Every chunk above was a multiple of 4 bytes, so the key phase is unchanged; so is it
@@ -64,9 +62,7 @@ pub(crate) fn apply_mask_portable(buf: &mut [u8], key: [u8; 4], offset: usize) {
     // chat-sized payload) goes a word at a time, not a byte at a time.
     let mut words = chunks.into_remainder().chunks_exact_mut(8);
     for word in &mut words {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        word.copy_from_slice(&(u64::from_ne_bytes(w) ^ k64).to_ne_bytes());
+        xor_word(word, k64);
     }
     let mut rest = words.into_remainder();
     if rest.len() >= 4 {
@@ -79,6 +75,14 @@ pub(crate) fn apply_mask_portable(buf: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, b) in rest.iter_mut().enumerate() {
         *b ^= key[i & 3];
     }
+}
+
+/// XORs an 8-byte `word` with `k64` (unaligned, in native byte order like the key).
+#[inline(always)]
+fn xor_word(word: &mut [u8], k64: u64) {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(word);
+    word.copy_from_slice(&(u64::from_ne_bytes(w) ^ k64).to_ne_bytes());
 }
 
 #[cfg(test)]
