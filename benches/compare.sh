@@ -61,6 +61,7 @@ server_cmd() {
     tungstenite) echo "$T/peer-tungstenite" ;;
     fastwebsockets) echo "$T/peer-fastwebsockets" ;;
     floor) echo "$T/floor" ;;
+    floor-uring) echo "$T/floor-uring" ;;
     tungstenite-broadcast) echo "$T/peer-tungstenite-broadcast" ;;
   esac
 }
@@ -72,9 +73,11 @@ server_path() { # server mode
   esac
 }
 ECHO_SERVERS=(ours-demo ours-autobahn tungstenite fastwebsockets)
-# The echo scenarios also run `floor` (benches/src/bin/floor.rs): a bare epoll loop that echoes
-# in place with no runtime, about the least CPU per message an echo costs on this kernel.
-FLOOR_SERVERS=(floor)
+# The echo scenarios also run the floors: `floor` (benches/src/bin/floor.rs), a bare epoll loop
+# that echoes in place with no runtime, about the least CPU per message an echo costs on this
+# kernel, and `floor-uring` (floor-uring.rs), the same echo with its system calls batched by an
+# io_uring.
+FLOOR_SERVERS=(floor floor-uring)
 BROADCAST_SERVERS=(ours-demo tungstenite-broadcast)
 
 # name|wsload arguments|label — the servers follow from --mode.
@@ -208,11 +211,11 @@ for name in order:
               f"{num(share * 100 if share is not None else None, '.0f') + ' %':>12}{errors[s]:>8}"
               + (f"  ({failed[s]} failed)" if failed[s] else ""))
     print(f"{'ours / peer':<40}{'msgs/s':>10}{'CPU/msg':>10}   (msgs/s > 1: ours faster; CPU/msg < 1: ours cheaper)")
-    # Ours against every peer, then the floor against the others: how far below them any
+    # Ours against every peer, then each floor against the others: how far below them any
     # server could go here.
     pairs = [(o, p) for o in ours for p in peers]
-    if "floor" in peers:
-        pairs += [("floor", p) for p in peers if p != "floor"]
+    floors = [p for p in peers if p.startswith("floor")]
+    pairs += [(f, p) for f in floors for p in peers if p != f and not (p in floors and p < f)]
     for a, b in pairs:
         print(f"{a + ' / ' + b:<40}{ratio(med(by[a], 'msgs_per_s'), med(by[b], 'msgs_per_s')):>10}"
               f"{ratio(med(by[a], 'server_cpu_us_per_msg'), med(by[b], 'server_cpu_us_per_msg')):>10}")

@@ -5,14 +5,16 @@
 #      wsload on CPU 1, as in benches/compare.sh), and no echo may take longer than 0.5 s:
 #      a starved socket (the scheduler leaving some sockets unserved while it serves the
 #      others) is an error. Typical worst case here: 20-50 ms.
-#   3. The benchmark's floor server (benches/src/bin/floor.rs) for 3 s each at 100 x 20 B with
-#      10 in flight and at 100 x 16 KiB, so benches/compare.sh keeps a working reference.
+#   3. The benchmark's floor servers for 3 s each, so benches/compare.sh keeps working
+#      references: floor (benches/src/bin/floor.rs) at 100 x 20 B with 10 in flight and at
+#      100 x 16 KiB; floor-uring (floor-uring.rs) at 100 x 20 B with 10 in flight and at
+#      100 x 16 KiB with 10 in flight (frames split across receives, answers packed in place).
 # Each run fails unless wsload counts some echoes and no error.
 # JOBS sets cargo's -j (default: cargo's own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release ${JOBS:+-j "$JOBS"} -p examples --bin autobahn-server -p benches --bin wsload --bin floor
+cargo build --release ${JOBS:+-j "$JOBS"} -p examples --bin autobahn-server -p benches --bin wsload --bin floor --bin floor-uring
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 if [ "$(nproc)" -ge 2 ]; then
@@ -65,3 +67,7 @@ smoke "1000 x 20 B on one core, 5 s, max wait 0.5 s" autobahn-server 1 --mode ec
 smoke "floor, 100 x 20 B, 10 in flight, 3 s" floor 1 --mode echo --connections 100 --size 20 --inflight 10 \
   --duration 3 --warmup 0.5
 smoke "floor, 100 x 16 KiB, 3 s" floor 1 --mode echo --connections 100 --size 16384 --duration 3 --warmup 0.5
+smoke "floor-uring, 100 x 20 B, 10 in flight, 3 s" floor-uring 1 --mode echo --connections 100 --size 20 \
+  --inflight 10 --duration 3 --warmup 0.5
+smoke "floor-uring, 100 x 16 KiB, 10 in flight, 3 s" floor-uring 1 --mode echo --connections 100 --size 16384 \
+  --inflight 10 --duration 3 --warmup 0.5

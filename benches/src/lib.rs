@@ -6,6 +6,7 @@
 
 mod broadcast;
 mod echo;
+pub mod floor;
 mod frame;
 mod handshake;
 mod histogram;

@@ -6,8 +6,9 @@
 //! socket), no async runtime, no allocation per message, one receive buffer for all
 //! connections, and each echo answered in place: the payload is unmasked where it was
 //! received, the answer's header written over the mask key before it, and the answers of a
-//! receive go out in one `sendmsg` straight from that buffer. No checks beyond the framing (no
-//! UTF-8 validation, no fragmented messages, no control frames but Close and Ping).
+//! receive go out in one `sendmsg` straight from that buffer (`benches::floor`, shared with
+//! `floor-uring`). No checks beyond the framing (no UTF-8 validation, no fragmented messages,
+//! no control frames but Close and Ping).
 //!
 //! Not a server to run: it answers `wsload`'s echo load and little else. `compare.sh` runs it
 //! beside the real servers, so the share of a server's CPU that is the kernel's loopback TCP
@@ -18,6 +19,8 @@
 use std::io::{self, Write as _};
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use benches::floor::{End, answer_frames, answer_handshake};
 
 /// The receive buffer, and so the largest frame taken (with its header).
 const BUF: usize = 64 * 1024;
@@ -39,11 +42,6 @@ struct Conn {
     unsent: Vec<u8>,
 }
 
-/// The connection ends: the peer closed (its Close is answered), failed, or sent what this
-/// floor does not take.
-#[derive(Debug)]
-struct End;
-
 /// The buffer every connection receives into, and where its answers are.
 struct Shared {
     buf: Box<[u8]>,
@@ -51,58 +49,6 @@ struct Shared {
     pieces: Vec<(usize, usize)>,
     /// The `sendmsg` vector for them (kept to reuse its allocation).
     iov: Vec<libc::iovec>,
-}
-
-impl Shared {
-    /// Answers the whole frames in `buf[pos..filled]` in place (each answer a piece), and
-    /// returns where the first incomplete frame starts.
-    fn answer_frames(&mut self, mut pos: usize, filled: usize) -> (usize, Result<(), End>) {
-        loop {
-            let rest = &mut self.buf[pos..filled];
-            if rest.len() < 2 {
-                return (pos, Ok(()));
-            }
-            let (first, masked) = (rest[0], rest[1] & 0x80 != 0);
-            let (len, header) = match rest[1] & 0x7f {
-                126 if rest.len() >= 4 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 8),
-                126 => return (pos, Ok(())),
-                127 => return (pos, Err(End)), // longer than the buffer
-                n => (usize::from(n), 6),
-            };
-            if !masked || header + len > BUF {
-                return (pos, Err(End));
-            }
-            if rest.len() < header + len {
-                return (pos, Ok(())); // the rest of the frame is still coming
-            }
-            let key = [rest[header - 4], rest[header - 3], rest[header - 2], rest[header - 1]];
-            ws_proto::apply_mask(&mut rest[header..header + len], key, 0);
-            let payload = pos + header;
-            pos = payload + len;
-            let first = match first & 0x0f {
-                0x8 => {
-                    // Close: answered with an empty Close, written over the frame's header.
-                    self.buf[payload - header..payload - header + 2].copy_from_slice(&[0x88, 0]);
-                    self.pieces.push((payload - header, payload - header + 2));
-                    return (pos, Err(End));
-                }
-                0x9 => 0x8a,                 // a Ping's Pong
-                0xa => continue,             // a Pong: nothing to answer
-                0x1 | 0x2 => first,          // text or binary, echoed with its FIN bit
-                _ => return (pos, Err(End)), // continuations and reserved opcodes
-            };
-            // The answer's header (2 or 4 bytes) goes over the mask key, just before the payload.
-            let start = if len < 126 {
-                self.buf[payload - 2..payload].copy_from_slice(&[first, len as u8]);
-                payload - 2
-            } else {
-                let [hi, lo] = (len as u16).to_be_bytes();
-                self.buf[payload - 4..payload].copy_from_slice(&[first, 126, hi, lo]);
-                payload - 4
-            };
-            self.pieces.push((start, pos));
-        }
-    }
 }
 
 /// Owns a descriptor a system call returned, or the error it reported.
@@ -202,19 +148,15 @@ fn serve(fd: RawFd, conn: &mut Conn, shared: &mut Shared) -> Result<(), End> {
         let mut pos = 0;
         if !conn.upgraded {
             // The opening handshake, checked and answered by ws-proto as our servers do.
-            let mut headers = [ws_proto::httparse::EMPTY_HEADER; 32];
-            let mut request = ws_proto::httparse::Request::new(&mut headers);
-            pos = match request.parse(&shared.buf[..filled]) {
-                Ok(ws_proto::httparse::Status::Complete(head)) => head,
-                Ok(ws_proto::httparse::Status::Partial) if filled < BUF => continue,
-                _ => return Err(End),
+            pos = match answer_handshake(&shared.buf[..filled], &mut conn.unsent)? {
+                Some(head) => head,
+                None if filled < BUF => continue,
+                None => return Err(End),
             };
-            let key = ws_proto::validate_request(&request).map_err(|_| End)?.key;
-            ws_proto::write_accept_response(&mut conn.unsent, key, None, &[]);
             conn.upgraded = true;
             flush(fd, conn)?;
         }
-        let (rest, result) = shared.answer_frames(pos, filled);
+        let (rest, result) = answer_frames(&mut shared.buf[..filled], pos, BUF, &mut shared.pieces);
         let sent = send_pieces(fd, conn, shared);
         result.and(sent)?;
         shared.buf.copy_within(rest..filled, 0);
