@@ -14,11 +14,11 @@
 //! Memory is bounded per connection (one `BUF`-byte buffer; a peer that does not read holds
 //! one send and its buffer).
 
-use std::io::{self, Write as _};
+use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use benches::floor::{End, answer_frames, answer_handshake};
+use benches::floor::{End, answer_frames, answer_handshake, listen_from_args, set_nodelay};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 /// A connection's buffer, and so the largest frame taken (with its header).
@@ -153,20 +153,6 @@ impl Conn {
     }
 }
 
-fn set_nodelay(fd: &OwnedFd) {
-    let one: libc::c_int = 1;
-    // SAFETY: `fd` is an open socket and the option value is a live c_int of the given size.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
 fn run(listener: TcpListener) -> io::Result<()> {
     let mut ring = IoUring::builder()
         .setup_single_issuer()
@@ -191,7 +177,7 @@ fn run(listener: TcpListener) -> io::Result<()> {
                 if result >= 0 {
                     // SAFETY: the kernel just returned this descriptor open; nothing else owns it.
                     let fd = unsafe { OwnedFd::from_raw_fd(result) };
-                    set_nodelay(&fd);
+                    set_nodelay(fd.as_raw_fd());
                     let slot = result as usize;
                     if conns.len() <= slot {
                         conns.resize_with(slot + 1, || None);
@@ -235,16 +221,5 @@ fn run(listener: TcpListener) -> io::Result<()> {
 }
 
 fn main() -> io::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let mut addr = "127.0.0.1:9007".to_owned();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or_else(|| io::Error::other("--addr needs a value"))?,
-            other => return Err(io::Error::other(format!("unknown argument {other}"))),
-        }
-    }
-    let listener = TcpListener::bind(&addr)?;
-    println!("listening on {}", listener.local_addr()?);
-    io::stdout().flush()?;
-    run(listener)
+    run(listen_from_args()?)
 }

@@ -16,11 +16,11 @@
 //! closes the connection; memory is bounded per connection (an incomplete frame of at most
 //! `BUF` bytes, at most `MAX_UNSENT` bytes of answers waiting for a peer that does not read).
 
-use std::io::{self, Write as _};
+use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use benches::floor::{End, answer_frames, answer_handshake};
+use benches::floor::{End, answer_frames, answer_handshake, listen_from_args, set_nodelay};
 
 /// The receive buffer, and so the largest frame taken (with its header).
 const BUF: usize = 64 * 1024;
@@ -169,20 +169,6 @@ fn serve(fd: RawFd, conn: &mut Conn, shared: &mut Shared) -> Result<(), End> {
     Ok(())
 }
 
-fn set_nodelay(fd: RawFd) {
-    let one: libc::c_int = 1;
-    // SAFETY: `fd` is an open socket and the option value is a live c_int of the given size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
 fn run(listener: TcpListener) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     // SAFETY: creates a descriptor that `owned` takes.
@@ -256,16 +242,5 @@ fn run(listener: TcpListener) -> io::Result<()> {
 }
 
 fn main() -> io::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let mut addr = "127.0.0.1:9007".to_owned();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or_else(|| io::Error::other("--addr needs a value"))?,
-            other => return Err(io::Error::other(format!("unknown argument {other}"))),
-        }
-    }
-    let listener = TcpListener::bind(&addr)?;
-    println!("listening on {}", listener.local_addr()?);
-    io::stdout().flush()?;
-    run(listener)
+    run(listen_from_args()?)
 }
