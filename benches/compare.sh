@@ -215,7 +215,7 @@ for name in order:
     # server could go here.
     pairs = [(o, p) for o in ours for p in peers]
     floors = [p for p in peers if p.startswith("floor")]
-    pairs += [(f, p) for f in floors for p in peers if p != f and not (p in floors and p < f)]
+    pairs += [(f, p) for i, f in enumerate(floors) for p in peers if p not in floors[:i + 1]]
     for a, b in pairs:
         print(f"{a + ' / ' + b:<40}{ratio(med(by[a], 'msgs_per_s'), med(by[b], 'msgs_per_s')):>10}"
               f"{ratio(med(by[a], 'server_cpu_us_per_msg'), med(by[b], 'server_cpu_us_per_msg')):>10}")

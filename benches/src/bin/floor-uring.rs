@@ -104,7 +104,7 @@ impl Conn {
         self.buf[..self.partial.len()].copy_from_slice(&self.partial);
         self.partial.clear();
         let mut pos = 0;
-        let mut handshake = false;
+        let mut handshake = None;
         if !self.upgraded {
             pos = match answer_handshake(&self.buf[..filled], &mut self.handshake)? {
                 Some(head) => head,
@@ -115,7 +115,7 @@ impl Conn {
                 None => return Err(End),
             };
             self.upgraded = true;
-            handshake = true;
+            handshake = Some((self.handshake.as_ptr(), self.handshake.len()));
         }
         pieces.clear();
         let (rest, result) = answer_frames(&mut self.buf[..filled], pos, BUF, pieces);
@@ -125,24 +125,20 @@ impl Conn {
             self.buf.copy_within(from..to, end);
             end += to - from;
         }
-        let more = result.is_ok();
-        let sends = usize::from(handshake) + usize::from(end > start);
-        let mut queued = 0;
-        if handshake {
-            queued += 1;
-            let (ptr, len) = (self.handshake.as_ptr(), self.handshake.len());
-            self.send(ring, slot, ptr, len, more || queued < sends).map_err(|_| End)?;
-        }
-        if end > start {
-            queued += 1;
-            // SAFETY: `start` < `end` <= BUF.
-            let ptr = unsafe { self.buf.as_ptr().add(start) };
-            self.send(ring, slot, ptr, end - start, more || queued < sends).map_err(|_| End)?;
+        // SAFETY: `start` <= `end` <= BUF.
+        let answers = (end > start).then(|| (unsafe { self.buf.as_ptr().add(start) }, end - start));
+        let sending = handshake.is_some() || answers.is_some();
+        // Each send is linked to what follows it: the next send, or the next receive unless
+        // the connection ends.
+        let mut sends = [handshake, answers].into_iter().flatten().peekable();
+        while let Some((ptr, len)) = sends.next() {
+            let link = result.is_ok() || sends.peek().is_some();
+            self.send(ring, slot, ptr, len, link).map_err(|_| End)?;
         }
         result?;
         // The incomplete frame at `rest` waits aside if answers before it are being sent, and
         // moves to the start of the buffer if not; the next receive goes after it.
-        if sends > 0 {
+        if sending {
             self.partial.extend_from_slice(&self.buf[rest..filled]);
         } else {
             self.buf.copy_within(rest..filled, 0);
