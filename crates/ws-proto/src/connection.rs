@@ -13,6 +13,12 @@ use crate::{ProtocolError, SendError, Utf8Bytes, Utf8Validator, apply_mask};
 /// buffers for reuse gives one at least this big back through [`Connection::output`].)
 pub const OUTPUT_MIN: usize = 512;
 
+/// While more than this many output bytes wait, a Ping's Pong is not queued behind them but
+/// held in a one-frame slot that the next Ping replaces: only the most recent unanswered
+/// Ping is answered (RFC 6455 section 5.5.3), so a peer that pings and never reads cannot
+/// make the output grow.
+pub const PONG_QUEUE_MAX: usize = 4096;
+
 /// Which end of the connection this is. It decides the masking rules (section 5.1): a
 /// client masks what it sends and expects unmasked frames; a server the reverse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +144,9 @@ pub struct Connection {
     /// Boxed: set once, at the end, and every connection carries the field.
     close_received: Option<Box<Option<CloseFrame>>>,
     failed: Option<ProtocolError>,
+    /// The Pong held back while the output is long (see [`PONG_QUEUE_MAX`]). Boxed: rare,
+    /// and every connection carries the field.
+    pending_pong: Option<Box<Bytes>>,
     rng: u64,
 }
 
@@ -157,6 +166,7 @@ impl Connection {
             close_sent: false,
             close_received: None,
             failed: None,
+            pending_pong: None,
             rng,
         }
     }
@@ -197,19 +207,41 @@ impl Connection {
     }
 
     /// Bytes waiting to be written to the transport. Write them and `advance` the buffer
-    /// (or [`take_output`](Connection::take_output) them).
+    /// (or [`take_output`](Connection::take_output) them). A Pong held back while the output
+    /// was long joins it here once it is short again.
     pub fn output(&mut self) -> &mut BytesMut {
+        if self.pending_pong.is_some() {
+            self.release_pong();
+        }
         &mut self.out
     }
 
-    /// How many bytes wait to be written.
+    /// How many bytes wait to be written (a held-back Pong included).
     pub fn output_len(&self) -> usize {
-        self.out.len()
+        self.out.len() + self.pending_pong.as_ref().map_or(0, |p| 2 + p.len())
     }
 
     /// Takes everything waiting to be written.
     pub fn take_output(&mut self) -> BytesMut {
+        if self.pending_pong.is_some() {
+            self.release_pong();
+        }
         self.out.split()
+    }
+
+    /// Is a Pong held back, waiting for the output to shrink?
+    pub fn pong_pending(&self) -> bool {
+        self.pending_pong.is_some()
+    }
+
+    /// Queues the held-back Pong once the output is short enough.
+    fn release_pong(&mut self) {
+        if self.out.len() <= PONG_QUEUE_MAX
+            && let Some(payload) = self.pending_pong.take()
+            && !self.close_sent
+        {
+            self.write_frame(OpCode::Pong, true, &payload);
+        }
     }
 
     /// Releases the memory of idle buffers (the output buffer when empty, the reassembly
@@ -327,7 +359,12 @@ impl Connection {
             OpCode::Ping => {
                 let payload = payload.freeze();
                 if self.config.auto_pong && !self.close_sent {
-                    self.write_frame(OpCode::Pong, true, &payload);
+                    if self.out.len() <= PONG_QUEUE_MAX && self.pending_pong.is_none() {
+                        self.write_frame(OpCode::Pong, true, &payload);
+                    } else {
+                        // The output is long: answer only the latest Ping (section 5.5.3).
+                        self.pending_pong = Some(Box::new(payload.clone()));
+                    }
                 }
                 return Ok(Some(Event::Ping(payload)));
             }
@@ -374,6 +411,7 @@ impl Connection {
             encode_close_payload(frame.as_ref().map(|f| (f.code, f.reason.as_str())), &mut body);
             self.write_frame(OpCode::Close, true, &body);
             self.close_sent = true;
+            self.pending_pong = None;
         }
         self.close_received = Some(Box::new(frame.clone()));
         Ok(Event::Close(frame))
@@ -386,6 +424,7 @@ impl Connection {
             encode_close_payload(Some((error.close_code(), error.reason())), &mut body);
             self.write_frame(OpCode::Close, true, &body);
             self.close_sent = true;
+            self.pending_pong = None;
         }
         self.failed = Some(error);
         self.frame = None;
@@ -473,6 +512,7 @@ impl Connection {
         encode_close_payload(frame, &mut body);
         self.write_frame(OpCode::Close, true, &body);
         self.close_sent = true;
+        self.pending_pong = None;
         Ok(())
     }
 

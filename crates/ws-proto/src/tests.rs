@@ -4,7 +4,7 @@
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use proptest::prelude::*;
 
 use crate::*;
@@ -424,4 +424,43 @@ fn a_burst_of_small_frames_after_an_idle_spell_fills_one_buffer() {
     s.output().clear();
     s.shrink_idle();
     assert_eq!(s.output().capacity(), 0, "released again once empty");
+}
+
+#[test]
+fn only_the_latest_ping_is_answered_while_the_output_is_long() {
+    let mut s = server();
+    // Output nobody writes out: a long message, then a flood of pings.
+    s.send_binary(&vec![7u8; PONG_QUEUE_MAX + 1]).unwrap();
+    let before = s.output_len();
+    let mut wire = Vec::new();
+    for i in 0..1000u32 {
+        wire.extend_from_slice(&client_frames(|c| c.ping(&i.to_be_bytes()).unwrap()));
+    }
+    assert_eq!(events(&mut s, &wire).unwrap().len(), 1000, "every ping is reported");
+    // One held-back Pong, whatever the number of pings: 2 header bytes + 4 payload bytes.
+    assert_eq!(s.output_len(), before + 6);
+    assert!(s.pong_pending());
+    // Once the output is written, the held Pong (of the last ping) joins it.
+    let len = s.output().len();
+    assert_eq!(len, before, "the Pong waits while the output is long");
+    s.output().advance(len);
+    let out = s.take_output();
+    assert_eq!(&out[..], [0x8a, 0x04, 0, 0, 3, 231]);
+    assert!(!s.pong_pending());
+    // With a short output every ping is answered at once.
+    let few: Vec<u8> = (0..3u8).flat_map(|i| client_frames(|c| c.ping(&[i]).unwrap()).to_vec()).collect();
+    events(&mut s, &few).unwrap();
+    assert_eq!(&s.take_output()[..], [0x8a, 1, 0, 0x8a, 1, 1, 0x8a, 1, 2]);
+}
+
+#[test]
+fn a_held_pong_is_dropped_by_close() {
+    let mut s = server();
+    s.send_binary(&vec![0u8; PONG_QUEUE_MAX + 1]).unwrap();
+    events(&mut s, &client_frames(|c| c.ping(b"x").unwrap())).unwrap();
+    assert!(s.pong_pending());
+    s.close(Some((CloseCode::NORMAL, ""))).unwrap();
+    assert!(!s.pong_pending());
+    let out = s.take_output();
+    assert_eq!(&out[out.len() - 4..], [0x88, 2, 0x03, 0xe8], "the Close ends the output, no Pong after it");
 }
