@@ -72,6 +72,8 @@ struct Node {
     redis: ConnectionManager,
     registry: Registry,
     outbox: mpsc::Sender<(String, Vec<u8>)>,
+    /// Publications queued in the outbox or being sent.
+    publishing: AtomicU64,
     subscriptions: mpsc::UnboundedSender<SubscriptionChange>,
     /// Local member count per room: the room's channel is subscribed while it is non-zero.
     local_rooms: Mutex<HashMap<String, usize>>,
@@ -120,6 +122,7 @@ impl ClusterNode {
             redis,
             registry: registry.clone(),
             outbox,
+            publishing: AtomicU64::new(0),
             subscriptions,
             local_rooms: Mutex::default(),
             pending: Mutex::default(),
@@ -156,6 +159,14 @@ impl ClusterNode {
     /// liveness key expires.)
     pub async fn leave(self) {
         let node = &self.node;
+        // What the last sockets published (their on_post_server, say) goes out first; a
+        // bounded wait, as Redis may be down.
+        let drained = async {
+            while node.publishing.load(Ordering::Acquire) > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
         let mut redis = node.redis.clone();
         for socket in node.registry.snapshot() {
             let _: Result<(), _> = redis.del(node.key(&format!("sock:{}", socket.info.id))).await;
@@ -237,12 +248,24 @@ impl Node {
         while let Some((channel, payload)) = queue.recv().await {
             let mut redis = self.redis.clone();
             self.note("publish", redis.publish::<_, _, ()>(channel, payload).await);
+            self.publishing.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
     fn enqueue(&self, channel: String, payload: Vec<u8>) {
-        if self.outbox.try_send((channel, payload)).is_err() {
-            tracing::warn!(node = %self.id, "cluster outbox full: a publication is dropped for other nodes");
+        self.publishing.fetch_add(1, Ordering::AcqRel);
+        let sent = self.outbox.try_send((channel, payload));
+        if sent.is_err() {
+            self.publishing.fetch_sub(1, Ordering::AcqRel);
+        }
+        match sent {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(node = %self.id, "cluster outbox full: a publication is dropped for other nodes");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::debug!(node = %self.id, "left the cluster: a publication is not sent");
+            }
         }
     }
 

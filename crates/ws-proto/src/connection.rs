@@ -54,9 +54,19 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// 16 MiB frames, 64 MiB messages, automatic pongs.
+    /// 16 MiB frames, 64 MiB messages, automatic pongs; a server's settings (a client needs
+    /// a masking seed: see [`Config::client`]).
     fn default() -> Self {
         Config { max_frame_size: 16 << 20, max_message_size: 64 << 20, auto_pong: true, mask_seed: 0 }
+    }
+}
+
+impl Config {
+    /// A client's settings: the defaults with masking keys drawn from `mask_seed`, which the
+    /// caller takes from a strong random source (RFC 6455 section 10.3: an intermediary
+    /// must not be able to predict the keys).
+    pub fn client(mask_seed: u64) -> Self {
+        Config { mask_seed, ..Config::default() }
     }
 }
 

@@ -27,7 +27,9 @@ mod utf8;
 pub use close::{
     CloseCode, CloseFrame, MAX_CLOSE_REASON, encode_close_payload, parse_close_payload, truncate_reason,
 };
-pub use connection::{Config, Connection, Event, MessageKind, OUTPUT_MIN, PONG_QUEUE_MAX, Role, State, encode_server_frame};
+pub use connection::{
+    Config, Connection, Event, MessageKind, OUTPUT_MIN, PONG_QUEUE_MAX, Role, State, encode_server_frame,
+};
 pub use error::{ProtocolError, SendError};
 pub use frame::{FrameHeader, HeaderError, HeaderParse, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
 pub use handshake::{

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use ws_proto::CloseCode;
 use ws_session::{DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message, WebSocket};
 
-use crate::mailbox::{Command, Mailbox};
+use crate::mailbox::{Command, Mailbox, Pushed, close_slow, queue_pushed};
 use crate::{Registry, SharedHandle, WebSocketId};
 
 enum Kind {
@@ -143,7 +143,7 @@ impl Connection {
                 // registry wakes a socket only after the runtime has polled its other
                 // sockets, so what several senders publish at once is already queued here.)
                 if mailbox.has_pending() {
-                    run_commands(ws, mailbox).await?;
+                    run_commands(ws, mailbox, &self.registry, self.id).await?;
                 }
                 // Returns `None` when another task queued something for this socket.
                 if let Some(msg) =
@@ -202,7 +202,7 @@ impl Connection {
         match &mut self.kind {
             // Boxed: rare before a write, and it would enlarge every write's future.
             Kind::Dedicated { ws, mailbox } if mailbox.has_pending() => {
-                Some(Box::pin(run_commands(ws, mailbox)))
+                Some(Box::pin(run_commands(ws, mailbox, &self.registry, self.id)))
             }
             _ => None,
         }
@@ -250,17 +250,35 @@ impl Connection {
 }
 
 /// Runs what other tasks queued for a dedicated socket. Frames (broadcasts) are queued
-/// without allocating and written together with one system call; the rare write and close
-/// requests take a boxed path.
-async fn run_commands(ws: &mut WebSocket<TcpStream>, mailbox: &Mailbox) -> Result<(), Error> {
+/// without allocating and written together with one system call, never waiting for a slow
+/// peer (the socket's read goes on writing them); a socket whose pushed output passes
+/// `max_queued_bytes` is closed as a slow consumer. The rare write and close requests take a
+/// boxed path.
+async fn run_commands(
+    ws: &mut WebSocket<TcpStream>,
+    mailbox: &Mailbox,
+    registry: &Registry,
+    id: WebSocketId,
+) -> Result<(), Error> {
     let mut commands = mailbox.take_all();
+    if mailbox.is_slow() {
+        // Found slow when a frame was pushed (and counted then); its frames are gone.
+        let (code, reason) = Box::pin(close_slow(ws, mailbox, commands)).await;
+        return Err(Error::Closed { code, reason });
+    }
     let mut queued = false;
     while let Some(cmd) = commands.pop_front() {
         match cmd {
-            Command::Frame(frame) => {
-                ws.queue_encoded(&frame)?;
-                queued = true;
-            }
+            Command::Frame(frame) => match queue_pushed(ws, mailbox, &frame)? {
+                Pushed::Queued => queued = true,
+                Pushed::Slow { first } => {
+                    if first {
+                        registry.slow_consumer(&id, mailbox.max_bytes());
+                    }
+                    let (code, reason) = Box::pin(close_slow(ws, mailbox, commands)).await;
+                    return Err(Error::Closed { code, reason });
+                }
+            },
             other => {
                 commands.push_front(other);
                 return Box::pin(run_requests(ws, commands)).await;

@@ -26,11 +26,11 @@ pub use class::{PostServer, PreServer, Reject, WebSocketServer};
 pub use connection::Connection;
 pub use id::{InvalidId, WebSocketId};
 pub use registry::{
-    Cluster, LocalSocket, Member, OpenError, PresenceEvent, Registry, RemoteSocket, SocketInfo,
+    Cluster, LocalSocket, Member, OpenError, PresenceEvent, Registry, RegistryStats, RemoteSocket, SocketInfo,
 };
 pub use request::{Request, parse_query, percent_decode};
 pub use runtime::runtime_builder;
-pub use server::{OriginPolicy, Server, ServerBuilder, ServerConfig, ShutdownHandle};
+pub use server::{OriginPolicy, Server, ServerBuilder, ServerConfig, ShutdownHandle, shutdown_signal};
 pub use shared::SharedHandle;
 pub use ws_proto::CloseCode;
 pub use ws_session::{Error, Message};

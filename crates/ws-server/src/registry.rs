@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -182,6 +183,18 @@ struct Inner {
     cluster: OnceLock<Arc<dyn Cluster>>,
     /// Wakes of sockets sent a frame, held back so each writes what many senders queued.
     wakes: Arc<DeferredWakes>,
+    slow_consumer_closes: AtomicU64,
+    dropped_frames: AtomicU64,
+}
+
+/// Counters of what the registry did to protect the server from slow consumers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RegistryStats {
+    /// Sockets closed because pushed frames piled up past `max_queued_bytes`.
+    pub slow_consumer_closes: u64,
+    /// Pushed frames dropped for a socket that was already closing as a slow consumer.
+    pub dropped_frames: u64,
 }
 
 impl Default for Inner {
@@ -193,6 +206,8 @@ impl Default for Inner {
             presence: broadcast::channel(1024).0,
             cluster: OnceLock::new(),
             wakes: Arc::default(),
+            slow_consumer_closes: AtomicU64::new(0),
+            dropped_frames: AtomicU64::new(0),
         }
     }
 }
@@ -356,34 +371,57 @@ impl Registry {
     pub fn broadcast_all(&self, text: &str) -> usize {
         let frame = encode_server_frame(MessageKind::Text, text.as_bytes());
         let sockets = self.inner.sockets.read().unwrap_or_else(|e| e.into_inner());
-        self.deliver(sockets.values().map(|e| &*e.mailbox), &frame)
+        self.deliver(sockets.iter().map(|(id, e)| (id, &*e.mailbox)), &frame)
     }
 
     /// Sends an already encoded frame (from [`ws_proto::encode_server_frame`]) to `ids`.
     pub fn send_frame<'a>(&self, ids: impl IntoIterator<Item = &'a WebSocketId>, frame: Bytes) -> usize {
         let sockets = self.inner.sockets.read().unwrap_or_else(|e| e.into_inner());
-        self.deliver(ids.into_iter().filter_map(|id| sockets.get(id)).map(|e| &*e.mailbox), &frame)
+        let mailboxes = ids.into_iter().filter_map(|id| sockets.get(id).map(|e| (id, &*e.mailbox)));
+        self.deliver(mailboxes, &frame)
     }
 
     /// Queues `frame` in each mailbox; the sockets wake together a little later (see
-    /// [`crate::wakes`]). Returns how many took it.
-    fn deliver<'a>(&self, mailboxes: impl Iterator<Item = &'a Mailbox>, frame: &Bytes) -> usize {
+    /// [`crate::wakes`]). Returns how many took it. A socket over its `max_queued_bytes` is
+    /// closed as a slow consumer (counted and logged once), and frames for it are dropped
+    /// (counted, not logged).
+    fn deliver<'a>(
+        &self,
+        mailboxes: impl Iterator<Item = (&'a WebSocketId, &'a Mailbox)>,
+        frame: &Bytes,
+    ) -> usize {
         let mut wakers = Vec::new();
         let mut delivered = 0;
-        for mailbox in mailboxes {
+        for (id, mailbox) in mailboxes {
             match mailbox.push_deferred(Command::Frame(frame.clone())) {
                 Ok(waker) => {
                     delivered += 1;
                     wakers.extend(waker);
                 }
-                Err((PushError::Full, _)) => {
-                    tracing::warn!("a socket's mailbox is full: message dropped for it");
+                Err((PushError::SlowConsumer, _)) => self.slow_consumer(id, mailbox.max_bytes()),
+                Err((PushError::Dropped, _)) => {
+                    self.inner.dropped_frames.fetch_add(1, Ordering::Relaxed);
                 }
                 Err((PushError::Closed, _)) => {}
             }
         }
         self.inner.wakes.add(wakers);
         delivered
+    }
+
+    /// Counts and logs a socket found to be a slow consumer (once per socket: the caller
+    /// won [`Mailbox::mark_slow`]).
+    pub(crate) fn slow_consumer(&self, id: &WebSocketId, max_bytes: usize) {
+        self.inner.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(web_socket_id = %id, max_queued_bytes = max_bytes, "slow consumer: closing the socket");
+    }
+
+    /// What the registry did about slow consumers so far.
+    pub fn stats(&self) -> RegistryStats {
+        RegistryStats {
+            slow_consumer_closes: self.inner.slow_consumer_closes.load(Ordering::Relaxed),
+            dropped_frames: self.inner.dropped_frames.load(Ordering::Relaxed),
+        }
     }
 
     /// Adds socket `id` to `room` (announced as a presence `Join`). Returns false if there
@@ -540,7 +578,7 @@ impl Registry {
     pub fn deliver_to_room(&self, room: &str, frame: Bytes) -> usize {
         let rooms = self.inner.rooms.read().unwrap_or_else(|e| e.into_inner());
         match rooms.get(room) {
-            Some(members) => self.deliver(members.values().map(|m| &**m), &frame),
+            Some(members) => self.deliver(members.iter().map(|(id, m)| (id, &**m)), &frame),
             None => 0,
         }
     }

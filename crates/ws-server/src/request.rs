@@ -167,18 +167,26 @@ pub(crate) async fn read_head(
 ) -> Result<usize, HeadError> {
     let work = async {
         loop {
-            let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(buf) {
-                Ok(httparse::Status::Complete(n)) => return Ok(n),
-                Ok(httparse::Status::Partial) => {}
-                Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-                Err(_) => return Err(HeadError::Malformed),
+            if !buf.is_empty() {
+                let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
+                match httparse::Request::new(&mut headers).parse(buf) {
+                    Ok(httparse::Status::Complete(n)) => return Ok(n),
+                    Ok(httparse::Status::Partial) => {}
+                    Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+                    Err(_) => return Err(HeadError::Malformed),
+                }
             }
             if buf.len() >= limits.max_bytes {
                 return Err(HeadError::TooLarge);
             }
-            buf.reserve(2048.min(limits.max_bytes - buf.len()));
+            if buf.len() == buf.capacity() {
+                // Memory only for bytes that arrive: wait for them, then grow by doubling
+                // (512, 1024, ...), so a client that stalls mid-head holds little.
+                if stream.readable().await.is_err() {
+                    return Err(HeadError::Closed);
+                }
+                buf.reserve(buf.capacity().max(512).min(limits.max_bytes - buf.len()));
+            }
             match stream.read_buf(buf).await {
                 Ok(0) | Err(_) => return Err(HeadError::Closed),
                 Ok(_) => {}

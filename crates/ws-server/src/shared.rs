@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use ws_proto::CloseCode;
 use ws_session::{DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message, WebSocket};
 
-use crate::mailbox::{Command, Mailbox, refuse_all};
-use crate::{RemoteSocket, WebSocketId};
+use crate::mailbox::{Command, Mailbox, Pushed, close_slow, queue_pushed, refuse_all};
+use crate::{Registry, RemoteSocket, WebSocketId};
 
 /// Messages a shared socket keeps for its readers before it stops reading (TCP backpressure
 /// then slows the peer).
@@ -170,6 +170,8 @@ pub(crate) async fn run(
     mailbox: Arc<Mailbox>,
     state: Arc<SharedState>,
     session_timeout: Duration,
+    registry: Registry,
+    id: WebSocketId,
 ) {
     let mut inbox: VecDeque<Message> = VecDeque::new();
     let mut readers: VecDeque<Waiting> = VecDeque::new();
@@ -200,14 +202,22 @@ pub(crate) async fn run(
             _ = mailbox.notified() => {
                 last_activity = Instant::now();
                 let mut queued = false;
-                for cmd in mailbox.take_all() {
+                let mut commands = mailbox.take_all();
+                if mailbox.is_slow() {
+                    break 'life Box::pin(close_slow(&mut ws, &mailbox, commands)).await;
+                }
+                while let Some(cmd) = commands.pop_front() {
                     match cmd {
-                        Command::Frame(frame) => {
-                            if let Err(e) = ws.queue_encoded(&frame) {
-                                break 'life closed_by(&e);
+                        Command::Frame(frame) => match queue_pushed(&mut ws, &mailbox, &frame) {
+                            Ok(Pushed::Queued) => queued = true,
+                            Ok(Pushed::Slow { first }) => {
+                                if first {
+                                    registry.slow_consumer(&id, mailbox.max_bytes());
+                                }
+                                break 'life Box::pin(close_slow(&mut ws, &mailbox, commands)).await;
                             }
-                            queued = true;
-                        }
+                            Err(e) => break 'life closed_by(&e),
+                        },
                         Command::Write { msg, reply } => {
                             let result = ws.write_message(&msg).await;
                             let failed = result.as_ref().err().map(closed_by);

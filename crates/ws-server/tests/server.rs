@@ -418,3 +418,202 @@ async fn broadcast_reaches_every_socket_and_graceful_shutdown_closes_with_1001()
     // No longer accepting.
     assert!(connect(&s.url("/echo"), &ConnectOptions::default()).await.is_err());
 }
+
+/// A raw client that did the handshake by hand (reads nothing more unless asked).
+async fn raw_socket(addr: std::net::SocketAddr, path: &str) -> TcpStream {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(upgrade_request(path, "").as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tokio::time::timeout(T, c.read_exact(&mut b)).await.unwrap().unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    c
+}
+
+/// Reads server frames from a raw client until a Close (its code) or the end (None),
+/// bounded by `T`.
+async fn close_code_after_data(raw: &mut TcpStream) -> Option<u16> {
+    let mut conn = ws_proto::Connection::new(ws_proto::Role::Client, ws_proto::Config::client(1));
+    let mut buf = bytes::BytesMut::new();
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        while let Some(event) = conn.poll_event(&mut buf).ok()? {
+            if let ws_proto::Event::Close(frame) = event {
+                return frame.map(|f| f.code.0);
+            }
+        }
+        buf.reserve(64 * 1024);
+        match tokio::time::timeout_at(deadline, raw.read_buf(&mut buf)).await {
+            Ok(Ok(1..)) => {}
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_closed_with_1008_and_its_queue_bounded() {
+    let counter = Counter::default();
+    let c2 = counter.clone();
+    let s = start(
+        Server::builder()
+            .config(quick_config())
+            .max_queued_bytes(256 * 1024)
+            .max_write_buffer(64 * 1024)
+            .route("/echo", move || Counted { inner: Echo::default(), counter: c2.clone(), shared: false }),
+    )
+    .await;
+    let mut slow = raw_socket(s.addr, "/echo").await;
+    let (mut good, _) = connect(&s.url("/echo"), &ConnectOptions::default()).await.unwrap();
+    wait_until("registration", || s.registry.len() == 2).await;
+    let ids: Vec<WebSocketId> = s.registry.list().into_iter().map(|i| i.id).collect();
+    for id in &ids {
+        assert!(s.registry.subscribe(id, "busy").await);
+    }
+    // 4,000 lines of 4 KB (16 MB) to the room; the good member reads them all, the slow one
+    // nothing.
+    let line = "x".repeat(4000);
+    let mut seen = 0;
+    for i in 0..4000 {
+        s.registry.publish("busy", &line);
+        if i % 16 == 15 {
+            while seen < i + 1 {
+                assert_eq!(good.read(0, T).await.unwrap().len(), 4000);
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(s.registry.stats().slow_consumer_closes, 1);
+    assert!(s.registry.stats().dropped_frames > 0, "{:?}", s.registry.stats());
+    // The slow member finds a Close 1008 after the data it was sent.
+    assert_eq!(close_code_after_data(&mut slow).await, Some(1008));
+    drop(slow); // gone without its own Close: the server does not wait out the close timeout
+    wait_until("on_post_server", || counter.posts.load(Ordering::SeqCst) == 1).await;
+    let post = counter.last.lock().unwrap().clone().unwrap();
+    assert_eq!(post.close.0, CloseCode::POLICY);
+    assert_eq!(s.registry.len(), 1, "the good member stays");
+    good.write("still here").await.unwrap();
+    assert_eq!(good.read(0, T).await.unwrap().as_text(), Some("still here"));
+}
+
+#[tokio::test]
+async fn cross_site_origin_refused_by_default_same_host_and_no_origin_accepted() {
+    let s = start(Server::builder().route("/echo", Echo::default)).await;
+    let host = s.addr.to_string();
+    let request = |origin: &str| {
+        let extra = if origin.is_empty() { String::new() } else { format!("Origin: {origin}\r\n") };
+        format!(
+            "GET /echo HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        )
+    };
+    let first_line = |r: String| r.lines().next().unwrap_or("").to_string();
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(request("http://evil.example").as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(T, c.read_to_end(&mut resp)).await.unwrap().unwrap();
+    assert_eq!(first_line(String::from_utf8_lossy(&resp).into()), "HTTP/1.1 403 Forbidden");
+    for ok in [format!("http://{host}"), String::new()] {
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(request(&ok).as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        tokio::time::timeout(T, c.read_exact(&mut head)).await.unwrap().unwrap();
+        assert_eq!(&head, b"HTTP/1.1 101", "origin {ok:?}");
+    }
+}
+
+#[tokio::test]
+async fn handshakes_over_the_cap_get_503_and_the_server_keeps_serving() {
+    let s = start(
+        Server::builder()
+            .config(ServerConfig { request_timeout: T, ..ServerConfig::default() })
+            .max_pending_handshakes(4)
+            .route("/echo", Echo::default),
+    )
+    .await;
+    let (mut ws, _) = connect(&s.url("/echo"), &ConnectOptions::default()).await.unwrap();
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(b"GET /echo HTTP/1.1\r\n").await.unwrap();
+        stalled.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = raw_exchange(s.addr, upgrade_request("/echo", "").as_bytes()).await;
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    // The socket it has is served meanwhile.
+    ws.write("alive").await.unwrap();
+    assert_eq!(ws.read(0, T).await.unwrap().as_text(), Some("alive"));
+    drop(stalled);
+    let mut served = false;
+    for _ in 0..100 {
+        if connect(&s.url("/echo"), &ConnectOptions::default()).await.is_ok() {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "handshakes are taken again once the stalled ones are gone");
+}
+
+#[tokio::test]
+async fn a_handshake_in_flight_at_shutdown_gets_503_and_shutdown_does_not_wait_for_it() {
+    let s = start(
+        Server::builder()
+            .config(ServerConfig { shutdown_timeout: Duration::from_secs(8), ..ServerConfig::default() })
+            .route("/echo", Echo::default),
+    )
+    .await;
+    let (mut ws, _) = connect(&s.url("/echo"), &ConnectOptions::default()).await.unwrap();
+    let mut late = TcpStream::connect(s.addr).await.unwrap();
+    late.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let shutdown = s.shutdown.clone();
+    let stopping = tokio::spawn(async move { shutdown.shutdown().await });
+    let mut resp = Vec::new();
+    tokio::time::timeout(T, late.read_to_end(&mut resp)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&resp).starts_with("HTTP/1.1 503"));
+    match ws.read(0, T).await {
+        Err(Error::Closed { code, .. }) => assert_eq!(code, CloseCode::GOING_AWAY),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(stopping.await.unwrap(), 0);
+    assert!(started.elapsed() < Duration::from_secs(4), "shutdown waited {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn run_until_closes_every_socket_and_returns_after_on_post_server() {
+    let counter = Counter::default();
+    let c2 = counter.clone();
+    let server = Server::builder()
+        .route("/echo", move || Counted { inner: Echo::default(), counter: c2.clone(), shared: false })
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let url = format!("ws://{}/echo", server.local_addr());
+    let handle = server.shutdown_handle();
+    let (stop, signal) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run_until(async move {
+        let _ = signal.await;
+    }));
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect(&url, &ConnectOptions::default()).await.unwrap().0);
+    }
+    let cancelled = tokio::spawn(async move { handle.cancelled().await });
+    stop.send(()).unwrap();
+    for mut c in clients {
+        match c.read(0, T).await {
+            Err(Error::Closed { code, .. }) => assert_eq!(code, CloseCode::GOING_AWAY),
+            other => panic!("{other:?}"),
+        }
+    }
+    tokio::time::timeout(T, running).await.unwrap().unwrap().unwrap();
+    // Returned only once every on_post_server had run, each seeing a clean 1001.
+    assert_eq!(counter.posts.load(Ordering::SeqCst), 3);
+    assert_eq!(counter.last.lock().unwrap().as_ref().unwrap().close.0, CloseCode::GOING_AWAY);
+    tokio::time::timeout(T, cancelled).await.unwrap().unwrap();
+}

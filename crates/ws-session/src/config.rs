@@ -13,9 +13,16 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(86400);
 pub struct Config {
     /// Protocol limits (max frame and message size) and automatic pongs.
     pub protocol: ws_proto::Config,
-    /// When more than this many bytes wait to be written, a write waits for the peer to read
-    /// instead of buffering more (a slow reader cannot make memory grow without bound).
+    /// Bound on the bytes queued for the peer, whatever queued them (writes, frames pushed
+    /// by other tasks, Pongs, the Close): over it a write waits for the peer to read instead
+    /// of buffering more, and the socket stops reading input (so a peer that sends Pings and
+    /// never reads cannot make the Pongs pile up; only its latest Ping is answered). A slow
+    /// reader cannot make memory grow without bound.
     pub max_write_buffer: usize,
+    /// A socket whose peer accepts no bytes for this long while output waits is given up:
+    /// its transport is closed (close code 1006, reason `write timeout`). `None`: wait as
+    /// long as it takes.
+    pub write_timeout: Option<Duration>,
     /// Most read from the transport at a time. Buffers are given back while a socket is idle
     /// and sized from the last read, so this bounds busy sockets only.
     pub read_chunk: usize,
@@ -42,6 +49,7 @@ impl Default for Config {
         Config {
             protocol: ws_proto::Config::default(),
             max_write_buffer: 1 << 20,
+            write_timeout: Some(Duration::from_secs(30)),
             read_chunk: 64 << 10,
             close_timeout: Duration::from_secs(5),
             linger_timeout: Duration::from_secs(1),

@@ -153,6 +153,9 @@ pub struct WebSocket<S> {
     ended: Option<Box<Ended>>,
     last_rx: Instant,
     ping_sent: Option<Instant>,
+    /// Since when queued output has waited for the peer to accept a byte (with a
+    /// `write_timeout`; the clock is read only when a write would block).
+    write_stalled: Option<Instant>,
     /// One timer for every wait of this socket, re-armed only when it fires before the
     /// current deadline: a read that completes in time does no timer work at all.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -210,6 +213,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             ended: None,
             last_rx: Instant::now(),
             ping_sent: None,
+            write_stalled: None,
             timer: None,
             read_hint: 0,
             protocol: protocol.map(String::into_boxed_str),
@@ -435,10 +439,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    /// Writes what is queued as far as the transport takes it now; waits only while more
-    /// than `max_write_buffer` bytes remain.
+    /// Writes what is queued as far as the transport takes it now, and never waits: the
+    /// next read (or [`flush`](WebSocket::flush)) writes the rest, and while more than
+    /// `max_write_buffer` bytes remain the socket reads no input. The caller bounds what it
+    /// queues this way (see [`buffered_amount`](WebSocket::buffered_amount)).
     pub async fn send_queued(&mut self) -> Result<(), Error> {
-        self.after_send(Ok(())).await
+        match poll_fn(|cx| Poll::Ready(self.poll_write_out(cx, 0))).await {
+            Poll::Ready(Err(e)) => Err(self.died(e)),
+            _ => Ok(()),
+        }
     }
 
     fn queue_encoded_inner(&mut self, frames: &Bytes) -> Result<(), SendError> {
@@ -492,7 +501,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     self.finish_transport().await;
                     return Ok(());
                 }
-                Err(_) => return Ok(()),
+                Err(_) => {
+                    // The transport ended before the peer's Close came: the close is ours.
+                    if self.conn.close_received().is_none()
+                        && let Some(ended) = &mut self.ended
+                    {
+                        **ended = Ended { code, reason: reason.to_owned() };
+                    }
+                    return Ok(());
+                }
             }
         }
     }
@@ -537,10 +554,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         {
             return Err(ended.error());
         }
-        match poll_fn(|cx| self.poll_write_out(cx, limit)).await {
+        let written = poll_fn(|cx| match self.poll_write_out(cx, limit) {
+            Poll::Pending => self.poll_write_timer(cx),
+            done => done,
+        })
+        .await;
+        match written {
             Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(self.write_timed_out()),
             Err(e) => Err(self.died(e)),
         }
+    }
+
+    /// While a write waits: `TimedOut` once the peer has accepted nothing for
+    /// `write_timeout` (the socket's one timer, as for reads).
+    fn poll_write_timer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let (Some(timeout), Some(since)) = (self.config.write_timeout, self.write_stalled) else {
+            return Poll::Pending;
+        };
+        let due = since + timeout;
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if timer.deadline() > due {
+                    timer.as_mut().reset(due);
+                }
+                timer
+            }
+            None => self.timer.insert(Box::pin(tokio::time::sleep_until(due))),
+        };
+        loop {
+            match timer.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) if Instant::now() < due => timer.as_mut().reset(due),
+                Poll::Ready(()) => return Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+            }
+        }
+    }
+
+    /// The peer accepted no byte for `write_timeout`: give it up without a closing handshake
+    /// (it reads nothing, so a Close frame could not reach it); queued output is freed.
+    fn write_timed_out(&mut self) -> Error {
+        let reason = "write timeout";
+        tracing::debug!(reason, "giving the peer up");
+        if self.ended.is_none() {
+            self.ended = Some(Box::new(Ended { code: CloseCode::ABNORMAL, reason: reason.into() }));
+        }
+        // One attempt to send FIN (the stream is dropped soon anyway); nothing waits.
+        let waker = std::task::Waker::noop();
+        let _ = Pin::new(&mut self.stream).poll_shutdown(&mut Context::from_waker(waker));
+        self.release_buffers();
+        Error::Closed { code: CloseCode::ABNORMAL, reason: reason.into() }
     }
 
     /// Writes queued output until at most `limit` bytes remain (then flushes the stream).
@@ -565,9 +628,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             };
             match written {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => self.advance_output(n),
+                Poll::Ready(Ok(n)) => {
+                    self.advance_output(n);
+                    self.write_stalled = None;
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if self.write_stalled.is_none() && self.config.write_timeout.is_some() {
+                        self.write_stalled = Some(Instant::now());
+                    }
+                    return Poll::Pending;
+                }
             }
         }
         if self.buffered_amount() == 0 {
@@ -597,6 +668,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Poll::Ready(Err(e)) = self.poll_write_out(cx, 0) {
             return Poll::Ready(Err(e));
+        }
+        if self.buffered_amount() > self.config.max_write_buffer {
+            // The peer is not reading: stop reading too (its Pings would pile up Pongs), and
+            // wait for the write above (whose waker is registered) or the socket's timer.
+            return Poll::Pending;
         }
         // Room for twice the last read, so a message of the same size (frame header
         // included) arrives in one read; a quarter of the full chunk once reads are large.
@@ -778,11 +854,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if let Some(idle) = self.config.idle_timeout {
             wake = wake.min(self.last_rx + idle);
         }
+        if let (Some(timeout), Some(since)) = (self.config.write_timeout, self.write_stalled) {
+            wake = wake.min(since + timeout);
+        }
         wake
     }
 
     async fn on_timer(&mut self, deadline: Instant) -> Result<(), Error> {
         let now = Instant::now();
+        if let (Some(timeout), Some(since)) = (self.config.write_timeout, self.write_stalled)
+            && now >= since + timeout
+        {
+            return Err(self.write_timed_out());
+        }
         if let Some(idle) = self.config.idle_timeout
             && now >= self.last_rx + idle
         {
@@ -849,6 +933,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             self.conn.output().clear();
             self.segments.clear();
             self.segments_len = 0;
+            self.write_stalled = None;
         }
         self.conn.shrink_idle();
     }

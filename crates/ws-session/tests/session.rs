@@ -433,3 +433,90 @@ async fn subprotocol_negotiated() {
     assert_eq!(client.protocol(), Some("chat.v2"));
     assert_eq!(server.await.unwrap().protocol(), Some("chat.v2"));
 }
+
+#[tokio::test]
+async fn a_peer_that_pings_and_never_reads_holds_bounded_output() {
+    // The server's output is bounded at 16 KiB; the raw client floods Pings and reads nothing.
+    let bound = 16 * 1024;
+    let config = Config { max_write_buffer: bound, write_timeout: None, ..Config::default() };
+    let (mut server, mut raw) = server_and_raw_client(config).await;
+    let ping = client_frames(|c| c.ping(&[0x42; 125]).unwrap());
+    let reader = tokio::spawn(async move {
+        // The server's read answers pings while it waits; it never gets a message.
+        let got = server.read(0, Duration::from_secs(3)).await;
+        (server, got)
+    });
+    let mut sent = 0usize;
+    let started = std::time::Instant::now();
+    // Bounded: 200,000 pings (26 MB), 10 s, or a write that waits 1 s (the server stopped
+    // reading: the kernel's buffers are full both ways).
+    while sent < 200_000 && started.elapsed() < Duration::from_secs(10) {
+        match tokio::time::timeout(Duration::from_secs(1), raw.write_all(&ping)).await {
+            Ok(r) => r.unwrap(),
+            Err(_) => break,
+        }
+        sent += 1;
+    }
+    let (server, got) = reader.await.unwrap();
+    assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+    // Whatever the number of pings, the queued output stays near the bound: the socket stops
+    // reading once over it, and a long output holds one Pong (the latest), not one per Ping.
+    assert!(
+        server.buffered_amount() <= bound + ws_proto::PONG_QUEUE_MAX + 64 * 1024,
+        "{} bytes queued after {sent} pings",
+        server.buffered_amount()
+    );
+    assert!(sent > 1000, "only {sent} pings were sent");
+}
+
+#[tokio::test]
+async fn a_peer_that_accepts_no_bytes_is_given_up_after_the_write_timeout() {
+    let config = Config { write_timeout: Some(Duration::from_millis(300)), ..Config::default() };
+    let (mut server, raw) = server_and_raw_client(config).await;
+    // The client reads nothing: the server's writes fill the kernel's buffers, then stall.
+    let chunk = vec![0x5A; 64 * 1024];
+    let started = std::time::Instant::now();
+    let outcome = loop {
+        assert!(started.elapsed() < T, "never gave up");
+        match server.write_binary(&chunk).await {
+            Ok(()) => continue,
+            Err(e) => break e,
+        }
+    };
+    match outcome {
+        Error::Closed { code, reason } => {
+            assert_eq!(code, CloseCode::ABNORMAL);
+            assert_eq!(reason, "write timeout");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(server.is_closed());
+    assert_eq!(server.buffered_amount(), 0, "its output is freed");
+    // A read after that says Closed at once.
+    assert!(matches!(server.read(0, T).await, Err(Error::Closed { .. })));
+    drop(raw);
+}
+
+#[tokio::test]
+async fn a_waiting_read_gives_up_a_peer_that_accepts_no_bytes() {
+    // A write bound high enough that 32 MiB queue without waiting: more than the kernel's
+    // buffers take.
+    let config = Config {
+        write_timeout: Some(Duration::from_millis(300)),
+        max_write_buffer: 64 << 20,
+        ..Config::default()
+    };
+    let (mut server, raw) = server_and_raw_client(config).await;
+    let chunk = vec![1u8; 64 * 1024];
+    for _ in 0..512 {
+        server.write_binary(&chunk).await.unwrap();
+    }
+    let got = tokio::time::timeout(T, server.read(0, Duration::from_secs(60))).await.unwrap();
+    match got {
+        Err(Error::Closed { code, reason }) => {
+            assert_eq!((code, reason.as_str()), (CloseCode::ABNORMAL, "write timeout"))
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(raw);
+}

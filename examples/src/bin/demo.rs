@@ -10,40 +10,98 @@
 //! - detached: ws://127.0.0.1:8080/csp/user/MyApp.Detached.cls
 //! - broadcast (for the load benchmark): ws://127.0.0.1:8080/csp/user/Bench.Broadcast.cls
 //!
-//! Runtime: [`ws_server::runtime_builder`] (tokio's current-thread scheduler when the process
-//! may use one CPU, its multi-thread scheduler otherwise; set up so that a thousand busy
-//! sockets are served in turn).
-//! `--global-queue-interval N`, `--event-interval N` and `--max-io-events N` tune it;
-//! `--runtime current` uses tokio's single-thread scheduler whatever the CPUs.
+//! SIGTERM or Ctrl-C stops it gracefully: every socket gets 1001, then it exits.
+//! `demo --help` lists the limits it can set.
 
 use std::time::Duration;
 
+use clap::Parser;
 use examples::chat::{ChatServer, PAGE};
 use examples::detached::{Detached, worker};
 use examples::echo::MyWebSocketServer;
 use ws_cluster::{ClusterConfig, ClusterNode};
-use ws_server::{Registry, Server};
+use ws_server::{OriginPolicy, Registry, Server};
+
+/// The seeds' echo, chat and detached classes and the chat page, on one port.
+#[derive(Debug, Parser)]
+#[command(name = "demo", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Seconds the echo class waits for a message before it says it timed out.
+    #[arg(long, default_value_t = 10.0)]
+    echo_timeout: f64,
+    /// Seconds before the detached example's worker opens a detached socket.
+    #[arg(long, default_value_t = 1.0)]
+    detached_delay: f64,
+    /// Join a cluster through this Redis (e.g. redis://127.0.0.1:6379).
+    #[arg(long)]
+    redis: Option<String>,
+    /// Seconds a peer may accept no bytes while output waits before it is dropped.
+    #[arg(long, default_value_t = 30.0)]
+    write_timeout: f64,
+    /// Bytes of queued output over which a socket stops reading.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_write_buffer: usize,
+    /// Bytes of pushed frames (room messages) one socket may let pile up before it is closed
+    /// as a slow consumer (1008).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_queued_bytes: usize,
+    /// Seconds a client has to send its request head.
+    #[arg(long, default_value_t = 10.0)]
+    request_timeout: f64,
+    /// Connections in their handshake at once; more get 503.
+    #[arg(long, default_value_t = 1024)]
+    max_pending_handshakes: usize,
+    /// Connections at once; more get 503.
+    #[arg(long, default_value_t = 100_000)]
+    max_connections: usize,
+    /// Seconds a graceful shutdown waits for sockets to close.
+    #[arg(long, default_value_t = 5.0)]
+    shutdown_timeout: f64,
+    /// Accept browser pages from this origin (repeatable); without it, only pages served by
+    /// the host they connect to (cross-site requests get 403).
+    #[arg(long, value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
+    /// Accept any origin (turns the cross-site check off).
+    #[arg(long, conflicts_with = "allow_origin")]
+    any_origin: bool,
+    /// tokio's current-thread scheduler whatever the CPUs (`current`).
+    #[arg(long, value_name = "current")]
+    runtime: Option<String>,
+    /// tokio's global_queue_interval.
+    #[arg(long)]
+    global_queue_interval: Option<u32>,
+    /// tokio's event_interval.
+    #[arg(long)]
+    event_interval: Option<u32>,
+    /// tokio's max_io_events_per_tick.
+    #[arg(long)]
+    max_io_events: Option<usize>,
+}
 
 fn main() -> std::io::Result<()> {
+    let args = Args::parse();
     // ws-server's runtime (fair to a thousand busy sockets); the flags below tune it.
     let mut runtime = ws_server::runtime_builder();
-    if let Some(n) = examples::arg_value("--global-queue-interval").and_then(|v| v.parse().ok()) {
+    if let Some(n) = args.global_queue_interval {
         runtime.global_queue_interval(n);
     }
-    if let Some(n) = examples::arg_value("--event-interval").and_then(|v| v.parse().ok()) {
+    if let Some(n) = args.event_interval {
         runtime.event_interval(n);
     }
-    if let Some(n) = examples::arg_value("--max-io-events").and_then(|v| v.parse().ok()) {
+    if let Some(n) = args.max_io_events {
         runtime.max_io_events_per_tick(n);
     }
-    if examples::arg_value("--runtime").as_deref() == Some("current") {
+    if args.runtime.as_deref() == Some("current") {
         runtime = tokio::runtime::Builder::new_current_thread();
         runtime.enable_all();
     }
-    runtime.build()?.block_on(serve())
+    runtime.build()?.block_on(serve(args))
 }
 
-async fn serve() -> std::io::Result<()> {
+async fn serve(args: Args) -> std::io::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -51,18 +109,21 @@ async fn serve() -> std::io::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let addr = examples::arg_value("--addr").unwrap_or_else(|| "127.0.0.1:8080".into());
-    let secs = |name: &str, default: f64| {
-        Duration::from_secs_f64(examples::arg_value(name).and_then(|v| v.parse().ok()).unwrap_or(default))
+    let secs = Duration::from_secs_f64;
+    let echo_timeout = secs(args.echo_timeout);
+    let origins = if args.any_origin {
+        OriginPolicy::Any
+    } else if !args.allow_origin.is_empty() {
+        OriginPolicy::AllowList(args.allow_origin.clone())
+    } else {
+        OriginPolicy::SameHost
     };
-    let echo_timeout = secs("--echo-timeout", 10.0);
-    let detached_delay = secs("--detached-delay", 1.0);
 
     let registry = Registry::new();
-    let cluster = match examples::arg_value("--redis") {
-        Some(url) => Some(
-            ClusterNode::join(&registry, ClusterConfig::new(&url)).await.map_err(std::io::Error::other)?,
-        ),
+    let cluster = match &args.redis {
+        Some(url) => {
+            Some(ClusterNode::join(&registry, ClusterConfig::new(url)).await.map_err(std::io::Error::other)?)
+        }
         None => None,
     };
     let (ids, id_queue) = tokio::sync::mpsc::unbounded_channel();
@@ -73,20 +134,31 @@ async fn serve() -> std::io::Result<()> {
         .class("user", "MyApp.Detached", move || Detached::new(ids.clone()))
         .class("user", "Bench.Broadcast", examples::broadcast::Broadcast::default)
         .page("/", "text/html; charset=utf-8", PAGE)
-        .bind(&addr)
+        .origins(origins)
+        .write_timeout(Some(secs(args.write_timeout)))
+        .max_write_buffer(args.max_write_buffer)
+        .max_queued_bytes(args.max_queued_bytes)
+        .request_timeout(secs(args.request_timeout))
+        .max_pending_handshakes(args.max_pending_handshakes)
+        .max_connections(args.max_connections)
+        .shutdown_timeout(secs(args.shutdown_timeout))
+        .bind(&args.addr)
         .await?;
     println!("demo listening on http://{}/", server.local_addr());
-    tokio::spawn(worker(server.registry(), id_queue, detached_delay, Duration::from_secs(30)));
+    let worker = worker(server.registry(), id_queue, secs(args.detached_delay), Duration::from_secs(30));
+    let stop = server.shutdown_handle();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = worker => {}
+            _ = stop.cancelled() => {}
+        }
+    });
 
-    let shutdown = server.shutdown_handle();
-    let running = tokio::spawn(server.run());
-    tokio::signal::ctrl_c().await?;
-    // Stop accepting, close every socket with 1001, wait (bounded) for them.
-    let left = shutdown.shutdown().await;
-    tracing::info!(left, "shut down");
+    // Until SIGTERM or Ctrl-C; then every socket gets 1001 and every on_post_server runs
+    // before this returns (bounded by the shutdown timeout).
+    server.run_until(ws_server::shutdown_signal()).await?;
     if let Some(cluster) = cluster {
         cluster.leave().await;
     }
-    let _ = running.await;
     Ok(())
 }
