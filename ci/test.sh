@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"). Every step must pass.
-# Tools it expects (.ci/run installs them): rustfmt/clippy, the nightly toolchain with
-# cargo-fuzz, Autobahn's wstest ($AUTOBAHN_VENV), Python with `websockets` ($INTEROP_PYTHON),
-# Node with `ws` (ci/interop/node_modules), Chromium and playwright-core (ci/browser),
-# redis-server (the ws-cluster tests start their own on a free loopback port).
+# First installs what the tests need, skipping what is there (ci/setup.sh): rustfmt/clippy,
+# the nightly toolchain with cargo-fuzz, Autobahn's wstest ($AUTOBAHN_VENV), Python with
+# `websockets` ($INTEROP_PYTHON), Node with `ws` (ci/interop/node_modules), Chromium and
+# playwright-core (ci/browser), redis-server (the ws-cluster tests start their own on a free
+# loopback port). SKIP_SETUP=1 skips that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${SKIP_SETUP:-0}" != 1 ]; then
+  # shellcheck source=ci/setup.sh
+  source ci/setup.sh
+fi
 
 steps=0
 step() { steps=$((steps + 1)); printf '\n==== %s\n' "$*"; }
@@ -19,6 +24,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 step "ws-proto builds as no_std (+alloc)"
 cargo build -p ws-proto --no-default-features
