@@ -126,7 +126,7 @@ pub fn write_error_response(out: &mut Vec<u8>, status: u16, headers: &[(&str, &s
 }
 
 /// The standard reason phrase for the statuses this stack sends.
-pub fn reason_phrase(status: u16) -> &'static str {
+fn reason_phrase(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",
@@ -149,10 +149,14 @@ pub fn header_tokens<'h, 'b: 'h>(
     headers: &'h [httparse::Header<'b>],
     name: &'h str,
 ) -> impl Iterator<Item = &'b str> + 'h {
-    headers
-        .iter()
-        .filter(move |h| h.name.eq_ignore_ascii_case(name))
-        .filter_map(|h| core::str::from_utf8(h.value).ok())
+    list_tokens(headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value))
+}
+
+/// The comma-separated tokens of header values (of one header name, from any HTTP library),
+/// trimmed, empty ones skipped; values that are not UTF-8 are skipped (RFC 7230 section 7).
+pub fn list_tokens<'a>(values: impl Iterator<Item = &'a [u8]>) -> impl Iterator<Item = &'a str> {
+    values
+        .filter_map(|v| core::str::from_utf8(v).ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim())
         .filter(|t| !t.is_empty())
@@ -165,6 +169,58 @@ pub fn header_value<'a>(headers: &[httparse::Header<'a>], name: &str) -> Option<
 
 fn has_token(headers: &[httparse::Header<'_>], name: &str, token: &str) -> bool {
     header_tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// Limits on an HTTP head, the caller's choice (as with `httparse`, which parses into a
+/// header array the caller sizes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Largest head, in bytes.
+    pub max_bytes: usize,
+    /// Most headers.
+    pub max_headers: usize,
+}
+
+impl Default for HeadLimits {
+    /// 16 KiB and 64 headers.
+    fn default() -> Self {
+        HeadLimits { max_bytes: 16 << 10, max_headers: 64 }
+    }
+}
+
+/// The server's side of reading the opening handshake, sans IO: does `buf` (the bytes
+/// received so far) hold a complete request head? `Ok(Some(len))`: it is `buf[..len]` (what
+/// follows is the client's first frames); `Ok(None)`: read more; `Err`: refuse, answering with
+/// [`HandshakeError::write_response`] (431 past the limits, 400 when malformed). Then
+/// [`validate_request`] the head and answer with [`write_accept_response`].
+pub fn request_head_len(buf: &[u8], limits: HeadLimits) -> Result<Option<usize>, HandshakeError> {
+    head_len(buf, limits, true)
+}
+
+/// The client's side: does `buf` hold the server's complete response head? As
+/// [`request_head_len`]; then [`validate_response`] it.
+pub fn response_head_len(buf: &[u8], limits: HeadLimits) -> Result<Option<usize>, HandshakeError> {
+    head_len(buf, limits, false)
+}
+
+fn head_len(buf: &[u8], limits: HeadLimits, request: bool) -> Result<Option<usize>, HandshakeError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut headers = alloc::vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let parsed = if request {
+        httparse::Request::new(&mut headers).parse(buf)
+    } else {
+        httparse::Response::new(&mut headers).parse(buf)
+    };
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n <= limits.max_bytes => Ok(Some(n)),
+        Ok(httparse::Status::Complete(_)) => Err(HandshakeError::TooLarge),
+        Ok(httparse::Status::Partial) if buf.len() >= limits.max_bytes => Err(HandshakeError::TooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HandshakeError::TooLarge),
+        Err(e) => Err(HandshakeError::Http(e)),
+    }
 }
 
 /// An extension offered in `Sec-WebSocket-Extensions`: its name and `;`-separated parameters.
@@ -454,6 +510,37 @@ mod tests {
         assert_eq!(validate_response(&resp, &key, &["a", "b"]).unwrap().protocol, Some("b"));
         assert_eq!(validate_response(&resp, &key, &["a"]), Err(HandshakeError::Protocol));
         assert_eq!(validate_response(&resp, &client_key([8; 16]), &["b"]), Err(HandshakeError::Accept));
+    }
+
+    #[test]
+    fn request_head_needs_more_completes_or_is_refused() {
+        let limits = HeadLimits { max_bytes: 256, max_headers: 8 };
+        let whole = GOOD.as_bytes();
+        assert_eq!(request_head_len(&whole[..40], limits), Ok(None));
+        let mut with_frame = whole.to_vec();
+        with_frame.extend_from_slice(&[0x81, 0x80, 1, 2, 3, 4]);
+        assert_eq!(
+            request_head_len(&with_frame, limits),
+            Ok(Some(whole.len())),
+            "the frame after it is left"
+        );
+        let tiny = HeadLimits { max_bytes: 64, max_headers: 8 };
+        assert_eq!(request_head_len(whole, tiny), Err(HandshakeError::TooLarge));
+        assert_eq!(
+            request_head_len(&whole[..64], tiny),
+            Err(HandshakeError::TooLarge),
+            "partial at the limit"
+        );
+        let few = HeadLimits { max_bytes: 4096, max_headers: 2 };
+        assert_eq!(request_head_len(whole, few), Err(HandshakeError::TooLarge));
+        assert!(matches!(
+            request_head_len(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", limits),
+            Err(HandshakeError::Http(_))
+        ));
+        let mut out = Vec::new();
+        HandshakeError::TooLarge.write_response(&mut out);
+        assert!(out.starts_with(b"HTTP/1.1 431 "));
+        assert_eq!(response_head_len(b"HTTP/1.1 101 Switching Protocols\r\n\r\nrest", limits), Ok(Some(36)));
     }
 
     #[test]

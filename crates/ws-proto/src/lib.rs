@@ -33,16 +33,22 @@ pub use connection::{
 pub use error::{ProtocolError, SendError};
 pub use frame::{FrameHeader, HeaderError, HeaderParse, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
 pub use handshake::{
-    ClientRequest, ExtensionOffer, HandshakeError, RequestParams, ServerResponse, accept_key, client_key,
-    header_tokens, header_value, parse_extensions, reason_phrase, validate_request, validate_response,
-    write_accept_response, write_error_response, write_request,
+    ClientRequest, ExtensionOffer, HandshakeError, HeadLimits, RequestParams, ServerResponse, accept_key,
+    client_key, header_tokens, header_value, list_tokens, parse_extensions, request_head_len,
+    response_head_len, validate_request, validate_response, write_accept_response, write_error_response,
+    write_request,
 };
 pub use mask::apply_mask;
 pub use text::Utf8Bytes;
 pub use utf8::{InvalidUtf8, Utf8Validator};
 
-/// `httparse`, re-exported so callers parse requests with the same version this crate reads.
+/// `httparse`, re-exported so callers parse requests with the same version this crate reads
+/// (with the `std` feature, its errors implement `std::error::Error`).
 pub use httparse;
+
+/// `bytes`, re-exported: [`Connection::poll_event`] reads from a [`bytes::BytesMut`] and hands
+/// out [`bytes::Bytes`].
+pub use bytes;
 
 #[cfg(test)]
 mod tests;

@@ -123,7 +123,8 @@ pub struct Reject {
 impl Reject {
     /// A refusal with `status` and a body naming it.
     pub fn new(status: u16) -> Self {
-        Reject { status, body: format!("{} {}\n", status, ws_proto::reason_phrase(status)) }
+        let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+        Reject { status, body: format!("{status} {reason}\n") }
     }
 
     /// 403 Forbidden.
@@ -134,6 +135,7 @@ impl Reject {
 
 /// What `on_post_server` learns about the finished socket.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PostServer {
     /// The socket's id.
     pub web_socket_id: WebSocketId,
@@ -143,10 +145,11 @@ pub struct PostServer {
     pub shared: bool,
     /// The close code and reason it ended with (1006 if it died without a Close).
     pub close: (CloseCode, String),
-    /// The error `server` returned, or the panic message if it panicked.
-    pub error: Option<String>,
-    /// Did `server` panic?
-    pub panicked: bool,
+    /// The error `server` returned, if it was one: a normal close (1000 or 1001 from either
+    /// side, see [`Error::is_normal_close`]) is how a conversation ends, and is `None` here.
+    pub error: Option<Arc<Error>>,
+    /// The panic message, if `server` panicked (it is caught and logged).
+    pub panic: Option<String>,
     /// The server's registry (the socket is already out of it).
     pub registry: Registry,
 }

@@ -137,7 +137,7 @@ impl Connection {
             };
             // The timeout starts when the read first has to wait (no clock read for a
             // message that is already buffered).
-            let mut deadline = ws_session::Deadline::after(timeout);
+            let mut deadline = ws_session::server_support::Deadline::after(timeout);
             loop {
                 // Frames other tasks pushed go out first, together in one write. (The
                 // registry wakes a socket only after the runtime has polled its other
@@ -158,6 +158,13 @@ impl Connection {
     /// `read` with IRIS's defaults: 32656 characters, 86400 s.
     pub async fn read_default(&mut self) -> Result<Message, Error> {
         self.read(DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT).await
+    }
+
+    /// The next whole message (or the rest of a partly read one), however long it is,
+    /// waiting as long as it takes: `read(0, ..)` with IRIS's one-day timeout.
+    /// `Err(Closed { .. })` once the socket is closed (see [`Error::is_normal_close`]).
+    pub async fn read_message(&mut self) -> Result<Message, Error> {
+        self.read(0, DEFAULT_READ_TIMEOUT).await
     }
 
     /// IRIS `Write`: one text message, or a binary one when `binary_data` is set.

@@ -28,9 +28,9 @@ pub use id::{InvalidId, WebSocketId};
 pub use registry::{
     Cluster, LocalSocket, Member, OpenError, PresenceEvent, Registry, RegistryStats, RemoteSocket, SocketInfo,
 };
-pub use request::{Request, parse_query, percent_decode};
+pub use request::Request;
 pub use runtime::runtime_builder;
 pub use server::{OriginPolicy, Server, ServerBuilder, ServerConfig, ShutdownHandle, shutdown_signal};
 pub use shared::SharedHandle;
-pub use ws_proto::CloseCode;
-pub use ws_session::{Error, Message};
+pub use ws_proto::{CloseCode, Config as ProtocolConfig};
+pub use ws_session::{Config as SocketConfig, DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message};

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Waker;
 
-use ws_session::Interrupt;
+use ws_session::server_support::Interrupt;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};

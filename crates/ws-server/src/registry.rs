@@ -38,6 +38,13 @@ impl fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
+/// `open_server`'s failure as a socket error (for `?` in a `server` method).
+impl From<OpenError> for ws_session::Error {
+    fn from(e: OpenError) -> Self {
+        ws_session::Error::InvalidInput(e.to_string())
+    }
+}
+
 /// What the registry knows of one socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketInfo {

@@ -18,14 +18,15 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
-use ws_proto::{CloseCode, Role, httparse};
+use ws_proto::{CloseCode, HandshakeError, HeadLimits, Role, httparse};
 use ws_session::WebSocket;
+use ws_session::server_support::read_request_head;
 
 use crate::class::{PostServer, PreServer, Reject, WebSocketServer};
 use crate::id::{is_session_id, new_session_id};
 use crate::mailbox::{Mailbox, refuse_all};
 use crate::registry::SocketInfo;
-use crate::request::{HeadError, HeadLimits, Request, read_head};
+use crate::request::Request;
 use crate::shared::SharedState;
 use crate::{Connection, Registry, SharedHandle, WebSocketId};
 
@@ -568,7 +569,18 @@ fn refuse_busy(stream: TcpStream, shared: &Arc<Shared>) {
 async fn respond<T>(stream: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: &str) -> Option<T> {
     let mut out = Vec::with_capacity(256 + body.len());
     ws_proto::write_error_response(&mut out, status, headers, body);
-    let _ = stream.write_all(&out).await;
+    send_and_close(stream, &out).await
+}
+
+/// Answers a request the handshake refuses (400, 405, 426, 431: ws-proto's answer).
+async fn refuse<T>(stream: &mut TcpStream, error: &HandshakeError) -> Option<T> {
+    let mut out = Vec::with_capacity(256);
+    error.write_response(&mut out);
+    send_and_close(stream, &out).await
+}
+
+async fn send_and_close<T>(stream: &mut TcpStream, bytes: &[u8]) -> Option<T> {
+    let _ = stream.write_all(bytes).await;
     let _ = stream.shutdown().await;
     None
 }
@@ -609,8 +621,11 @@ async fn handle_connection(
     // Until the head is complete the task holds only the stream and a small buffer: a
     // client that sends its request slowly (or never) costs little memory.
     let mut buf = BytesMut::new();
+    let limits =
+        HeadLimits { max_bytes: shared.config.max_header_bytes, max_headers: shared.config.max_headers };
+    let reading = read_request_head(&mut stream, &mut buf, limits);
     let head = tokio::select! {
-        head = read_head(&mut stream, &mut buf, head_limits(&shared.config)) => Some(head),
+        head = tokio::time::timeout(shared.config.request_timeout, reading) => Some(head),
         _ = shared.stop.cancelled() => None,
     };
     // The rest runs boxed, so its state is allocated only once the head has arrived; and the
@@ -630,36 +645,25 @@ async fn handle_connection(
     }
 }
 
-fn head_limits(config: &ServerConfig) -> HeadLimits {
-    HeadLimits {
-        max_bytes: config.max_header_bytes,
-        max_headers: config.max_headers,
-        timeout: config.request_timeout,
-    }
-}
-
 /// Answers the request whose head is in `buf`: a page, an error, or (after `on_pre_server`)
 /// the 101.
 async fn handshake(
     mut stream: TcpStream,
     buf: BytesMut,
-    head: Result<usize, HeadError>,
+    head: Result<Result<usize, ws_session::Error>, tokio::time::error::Elapsed>,
     peer: SocketAddr,
     shared: &Arc<Shared>,
 ) -> Option<Accepted> {
     let _ = stream.set_nodelay(true);
     let config = &shared.config;
     let head_len = match head {
-        Ok(n) => n,
-        Err(HeadError::TooLarge) => {
-            return respond(&mut stream, 431, &[], "request header too large\n").await;
-        }
-        Err(HeadError::Malformed) => return respond(&mut stream, 400, &[], "malformed request\n").await,
-        Err(HeadError::Timeout) => {
+        Ok(Ok(n)) => n,
+        Ok(Err(ws_session::Error::Handshake(e))) => return refuse(&mut stream, &e).await,
+        Ok(Err(_)) => return None, // the client went away
+        Err(_) => {
             tracing::debug!(%peer, "request not received in time: dropped");
             return respond(&mut stream, 408, &[], "request timeout\n").await;
         }
-        Err(HeadError::Closed) => return None,
     };
     let mut headers = vec![httparse::EMPTY_HEADER; config.max_headers];
     let mut parsed = httparse::Request::new(&mut headers);
@@ -667,8 +671,7 @@ async fn handshake(
         return respond(&mut stream, 400, &[], "malformed request\n").await;
     }
     let request = Request::from_parsed(&parsed, Some(peer));
-    let cookie_session =
-        request.cookie(&config.session_cookie).filter(|s| is_session_id(s)).map(str::to_string);
+    let cookie_session = request.cookie(&config.session_cookie).filter(|s| is_session_id(s));
     let new_session = cookie_session.is_none();
     let session_id: Arc<str> = cookie_session.unwrap_or_else(new_session_id).into();
     let set_cookie = session_cookie(&config.session_cookie, &session_id);
@@ -688,13 +691,7 @@ async fn handshake(
     };
     let key = match ws_proto::validate_request(&parsed) {
         Ok(valid) => valid.key.to_vec(),
-        Err(e) => {
-            let mut out = Vec::new();
-            e.write_response(&mut out);
-            let _ = stream.write_all(&out).await;
-            let _ = stream.shutdown().await;
-            return None;
-        }
+        Err(e) => return refuse(&mut stream, &e).await,
     };
     if !shared.origins.allows(request.origin(), request.header("Host")) {
         tracing::info!(origin = ?request.origin(), host = ?request.header("Host"), "origin refused");
@@ -870,18 +867,21 @@ async fn finish(
     registry: Registry,
 ) {
     let Ending { outcome, close, id, session_id } = ending;
-    let (error, panicked) = match outcome {
-        Ok(Ok(())) => (None, false),
-        Ok(Err(e)) => (Some(e.to_string()), false),
+    let (error, panic) = match outcome {
+        Ok(Ok(())) => (None, None),
+        Ok(Err(e)) if e.is_normal_close() => (None, None),
+        Ok(Err(e)) => {
+            tracing::warn!(web_socket_id = %id, class = %class, error = %e, "server returned an error");
+            (Some(Arc::new(e)), None)
+        }
         Err(panic) => {
             let message = panic_message(&panic);
             tracing::error!(web_socket_id = %id, class = %class, panic = %message, "server panicked");
-            (Some(message), true)
+            (None, Some(message))
         }
     };
     tracing::info!(web_socket_id = %id, class = %class, code = %close.0, reason = %close.1, "connection closed");
-    let post =
-        PostServer { web_socket_id: id, session_id, shared: is_shared, close, error, panicked, registry };
+    let post = PostServer { web_socket_id: id, session_id, shared: is_shared, close, error, panic, registry };
     if let Err(panic) = CatchUnwind(instance.on_post_server(&post)).await {
         tracing::error!(web_socket_id = %id, panic = panic_message(&panic), "on_post_server panicked");
     }

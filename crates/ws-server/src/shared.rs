@@ -102,7 +102,7 @@ impl SharedHandle {
         };
         let (reply, answer) = oneshot::channel();
         // Fixed now: the socket's task keeps it while other readers wait too.
-        let deadline = ws_session::Deadline::after(timeout).instant();
+        let deadline = ws_session::server_support::Deadline::after(timeout).instant();
         mailbox.push(Command::Read { len, deadline, reply }).map_err(|_| state.closed_error())?;
         answer.await.unwrap_or_else(|_| Err(state.closed_error()))
     }

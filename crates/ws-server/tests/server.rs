@@ -282,7 +282,7 @@ async fn on_post_server_exactly_once_when_the_client_vanishes() {
     assert_eq!(counter.posts.load(Ordering::SeqCst), 1);
     let post = counter.last.lock().unwrap().clone().unwrap();
     assert_eq!(post.close.0, CloseCode::ABNORMAL);
-    assert!(!post.panicked);
+    assert!(post.panic.is_none());
     assert!(s.registry.is_empty());
 }
 
@@ -303,8 +303,9 @@ async fn a_panic_in_server_is_caught_and_on_post_server_still_runs() {
     assert!(ws.read(0, T).await.unwrap_err().is_closed());
     wait_until("on_post_server", || counter.posts.load(Ordering::SeqCst) == 1).await;
     let post = counter.last.lock().unwrap().clone().unwrap();
-    assert!(post.panicked);
-    assert_eq!(post.error.as_deref(), Some("asked to panic"));
+    assert!(post.panic.is_some());
+    assert_eq!(post.panic.as_deref(), Some("asked to panic"));
+    assert!(post.error.is_none());
     other.write("still here").await.unwrap();
     assert_eq!(other.read(0, T).await.unwrap().as_text(), Some("still here"));
 }
@@ -616,4 +617,30 @@ async fn run_until_closes_every_socket_and_returns_after_on_post_server() {
     assert_eq!(counter.posts.load(Ordering::SeqCst), 3);
     assert_eq!(counter.last.lock().unwrap().as_ref().unwrap().close.0, CloseCode::GOING_AWAY);
     tokio::time::timeout(T, cancelled).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_clean_close_is_no_error_in_on_post_server_and_a_protocol_error_is() {
+    let counter = Counter::default();
+    let c = counter.clone();
+    let s = start(Server::builder().route("/c", move || Counted {
+        inner: Echo::default(),
+        counter: c.clone(),
+        shared: false,
+    }))
+    .await;
+    // Echo's `server` returns the read's Err(Closed(1000)) with `?`: a normal end.
+    let (mut ws, _) = connect(&s.url("/c"), &ConnectOptions::default()).await.unwrap();
+    ws.close(CloseCode::NORMAL, "bye").await.unwrap();
+    wait_until("on_post_server", || counter.posts.load(Ordering::SeqCst) == 1).await;
+    let post = counter.last.lock().unwrap().clone().unwrap();
+    assert_eq!(post.close, (CloseCode::NORMAL, "bye".to_string()));
+    assert!(post.error.is_none(), "{:?}", post.error);
+    // An unmasked client frame is a protocol error (1002): that one is reported.
+    let mut raw = raw_socket(s.addr, "/c").await;
+    raw.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    wait_until("on_post_server", || counter.posts.load(Ordering::SeqCst) == 2).await;
+    let post = counter.last.lock().unwrap().clone().unwrap();
+    let error = post.error.expect("a protocol error");
+    assert_eq!(error.close_code(), Some(CloseCode::PROTOCOL), "{error}");
 }

@@ -7,9 +7,13 @@ use ws_proto::{CloseCode, HandshakeError, ProtocolError};
 
 /// The error of a WebSocket operation.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
-    /// Nothing arrived within the timeout. The socket stays open and nothing was lost.
+    /// Nothing arrived within a `read`'s timeout. The socket stays open and nothing was lost.
     Timeout,
+    /// The opening handshake (connecting, or a client's request to [`accept`](crate::accept))
+    /// did not complete within `handshake_timeout`; there is no socket.
+    HandshakeTimeout,
     /// The connection is closed: the peer closed it (its code and reason), this end closed
     /// it, or it died (code 1006, "abnormal closure", and an empty reason).
     Closed {
@@ -55,12 +59,22 @@ impl Error {
     pub fn is_closed(&self) -> bool {
         matches!(self, Error::Closed { .. } | Error::Protocol { .. } | Error::Io(_))
     }
+
+    /// Did the connection end with a normal closing handshake (1000, 1001, or a Close
+    /// without a status), from either side? That is how a conversation ends, not a failure.
+    pub fn is_normal_close(&self) -> bool {
+        matches!(
+            self,
+            Error::Closed { code: CloseCode::NORMAL | CloseCode::GOING_AWAY | CloseCode::NO_STATUS, .. }
+        )
+    }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Timeout => f.write_str("timed out"),
+            Error::HandshakeTimeout => f.write_str("the opening handshake timed out"),
             Error::Closed { code, reason } if reason.is_empty() => write!(f, "closed ({code})"),
             Error::Closed { code, reason } => write!(f, "closed ({code}: {reason})"),
             Error::Protocol { error, .. } => write!(f, "protocol error: {error}"),

@@ -7,47 +7,64 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use ws_proto::httparse;
-use ws_proto::{ClientRequest, HandshakeError, RequestParams, Role};
+use ws_proto::{ClientRequest, HandshakeError, HeadLimits, RequestParams, Role};
 
 use crate::{Config, Error, WebSocket};
 
-const MAX_HEADERS: usize = 64;
-
-/// Reads an HTTP head (request or response) into `buf` until it is complete according to
-/// `complete`, which returns `Some(head_len)` once the head parses. Bounded by `max` bytes.
-async fn read_head<S, F>(
+/// Reads an HTTP head into `buf` until `head_len` (ws-proto's [`request_head_len`] or
+/// [`response_head_len`]) finds it complete; returns its length. Memory is taken only for
+/// bytes that arrive (the buffer grows by doubling from 512 bytes once readable), so a peer
+/// that stalls mid-head holds little. The one loop every handshake here reads with, both
+/// roles, and ws-server's listener (see [`crate::server_support`]).
+///
+/// [`request_head_len`]: ws_proto::request_head_len
+/// [`response_head_len`]: ws_proto::response_head_len
+pub(crate) async fn read_head<S>(
     stream: &mut S,
     buf: &mut BytesMut,
-    max: usize,
-    mut complete: F,
+    limits: HeadLimits,
+    head_len: fn(&[u8], HeadLimits) -> Result<Option<usize>, HandshakeError>,
 ) -> Result<usize, Error>
 where
     S: AsyncRead + Unpin,
-    F: FnMut(&[u8]) -> Result<Option<usize>, HandshakeError>,
 {
+    let closed = || Error::Closed { code: ws_proto::CloseCode::ABNORMAL, reason: String::new() };
     loop {
-        if let Some(len) = complete(buf)? {
+        if let Some(len) = head_len(buf, limits)? {
             return Ok(len);
         }
-        if buf.len() >= max {
-            return Err(Error::Handshake(HandshakeError::TooLarge));
+        if buf.is_empty() {
+            // Nothing yet: the first bytes land in a small array in this future, and the
+            // buffer is allocated once they have arrived.
+            let mut first = [0u8; 128];
+            let n = stream.read(&mut first).await?;
+            if n == 0 {
+                return Err(closed());
+            }
+            buf.reserve(512.max(n));
+            buf.extend_from_slice(&first[..n]);
+            continue;
         }
-        buf.reserve(4096.min(max + 1 - buf.len()).max(1));
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity().min(limits.max_bytes.saturating_sub(buf.len())).max(1));
+        }
         if stream.read_buf(buf).await? == 0 {
-            return Err(Error::Closed { code: ws_proto::CloseCode::ABNORMAL, reason: String::new() });
+            return Err(closed());
         }
     }
 }
 
-fn request_complete(buf: &[u8]) -> Result<Option<usize>, HandshakeError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(httparse::Error::TooManyHeaders) => Err(HandshakeError::TooLarge),
-        Err(e) => Err(HandshakeError::Http(e)),
-    }
+/// Reads a request head (a server's side of the opening handshake) into `buf`; returns its
+/// length. See [`crate::server_support`].
+pub async fn read_request_head<S>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    limits: HeadLimits,
+) -> Result<usize, Error>
+where
+    S: AsyncRead + Unpin,
+{
+    read_head(stream, buf, limits, ws_proto::request_head_len).await
 }
 
 /// Runs the server side of the opening handshake on `stream` and accepts every valid
@@ -68,13 +85,11 @@ where
     F: FnOnce(&ClientRequest<'_>) -> Result<Option<String>, u16>,
 {
     let mut buf = BytesMut::new();
-    let max = config.max_handshake_size;
-    let head = tokio::time::timeout(
-        config.handshake_timeout,
-        read_head(&mut stream, &mut buf, max, request_complete),
-    )
-    .await
-    .map_err(|_| Error::Timeout);
+    let limits = HeadLimits { max_bytes: config.max_handshake_size, ..HeadLimits::default() };
+    let head =
+        tokio::time::timeout(config.handshake_timeout, read_request_head(&mut stream, &mut buf, limits))
+            .await
+            .map_err(|_| Error::HandshakeTimeout);
     let head_len = match head {
         Ok(Ok(n)) => n,
         Ok(Err(Error::Handshake(e))) | Err(Error::Handshake(e)) => return Err(refuse(&mut stream, e).await),
@@ -88,7 +103,7 @@ where
         Refuse(u16),
     }
     let answer = {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
         let _ = req.parse(&buf[..head_len]);
         match ws_proto::validate_request(&req) {
@@ -225,7 +240,7 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<(WebSocket<T
     let addr = (target.host.as_str(), target.port);
     let stream = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr))
         .await
-        .map_err(|_| Error::Timeout)??;
+        .map_err(|_| Error::HandshakeTimeout)??;
     stream.set_nodelay(true)?;
     let host =
         if target.port == 80 { target.host.clone() } else { format!("{}:{}", target.host, target.port) };
@@ -255,20 +270,13 @@ where
     let mut buf = BytesMut::new();
     let exchange = async {
         stream.write_all(&request).await?;
-        read_head(&mut stream, &mut buf, config.max_handshake_size, |b| {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(b) {
-                Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
-                Ok(httparse::Status::Partial) => Ok(None),
-                Err(e) => Err(HandshakeError::Http(e)),
-            }
-        })
-        .await
+        let limits = HeadLimits { max_bytes: config.max_handshake_size, ..HeadLimits::default() };
+        read_head(&mut stream, &mut buf, limits, ws_proto::response_head_len).await
     };
-    let head_len =
-        tokio::time::timeout(config.handshake_timeout, exchange).await.map_err(|_| Error::Timeout)??;
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let head_len = tokio::time::timeout(config.handshake_timeout, exchange)
+        .await
+        .map_err(|_| Error::HandshakeTimeout)??;
+    let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut headers);
     let _ = resp.parse(&buf[..head_len]);
     let accepted = ws_proto::validate_response(&resp, &key, &protocols)?;

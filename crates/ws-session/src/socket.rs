@@ -313,7 +313,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         &mut self,
         len: usize,
         timeout: Duration,
-        interrupt: &crate::Interrupt,
+        interrupt: &crate::server_support::Interrupt,
     ) -> Result<Option<Message>, Error> {
         self.read_interruptible_until(len, &mut Deadline::after(timeout), interrupt).await
     }
@@ -326,7 +326,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         &'a mut self,
         len: usize,
         deadline: &'a mut Deadline,
-        interrupt: &'a crate::Interrupt,
+        interrupt: &'a crate::server_support::Interrupt,
     ) -> impl Future<Output = Result<Option<Message>, Error>> + 'a {
         // The loop of `next_message`, with the interrupt, written out in place: one layer
         // less in the future a waiting socket holds.
@@ -748,7 +748,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         &mut self,
         cx: &mut Context<'_>,
         deadline: &mut Deadline,
-        interrupt: Option<&crate::Interrupt>,
+        interrupt: Option<&crate::server_support::Interrupt>,
     ) -> Poll<Step> {
         loop {
             match self.conn.poll_event(&mut self.rbuf) {

@@ -7,7 +7,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use ws_proto::{CloseCode, Connection, MessageKind, Role};
-use ws_session::{Config, ConnectOptions, Deadline, Error, Message, WebSocket, accept, connect};
+use ws_session::server_support::Deadline;
+use ws_session::{Config, ConnectOptions, Error, Message, WebSocket, accept, connect};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -139,7 +140,7 @@ async fn a_timeout_starts_when_first_needed_then_stays_fixed() {
 #[tokio::test]
 async fn one_deadline_bounds_a_loop_of_interrupted_reads() {
     let (mut server, _client) = pair().await;
-    let interrupt = std::sync::Arc::new(ws_session::Interrupt::new());
+    let interrupt = std::sync::Arc::new(ws_session::server_support::Interrupt::new());
     let raiser = interrupt.clone();
     let raising = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(20)).await;
