@@ -10,27 +10,35 @@
 //!
 //! Start with [`Server::builder`] and the [`WebSocketServer`] trait.
 
+mod builder;
 mod class;
+mod cluster;
+mod config;
 mod connection;
 mod id;
+mod lifecycle;
 mod mailbox;
 mod registry;
 mod request;
+mod rooms;
 mod runtime;
 mod server;
 mod shared;
+mod upgrade;
 mod wakes;
 
 pub use async_trait::async_trait;
+pub use builder::ServerBuilder;
 pub use class::{PostServer, PreServer, Reject, WebSocketServer};
+pub use cluster::{Cluster, OpenError, RemoteSocket};
+pub use config::{OriginPolicy, ServerConfig};
 pub use connection::Connection;
 pub use id::{InvalidId, WebSocketId};
-pub use registry::{
-    Cluster, LocalSocket, Member, OpenError, PresenceEvent, Registry, RegistryStats, RemoteSocket, SocketInfo,
-};
+pub use registry::{LocalSocket, Registry, RegistryStats, SocketInfo};
 pub use request::Request;
+pub use rooms::{Member, PresenceEvent};
 pub use runtime::runtime_builder;
-pub use server::{OriginPolicy, Server, ServerBuilder, ServerConfig, ShutdownHandle, shutdown_signal};
+pub use server::{Server, ShutdownHandle, shutdown_signal};
 pub use shared::SharedHandle;
 pub use ws_proto::{CloseCode, Config as ProtocolConfig};
 pub use ws_session::{Config as SocketConfig, DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message};

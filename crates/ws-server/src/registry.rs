@@ -8,42 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{Notify, broadcast};
 use ws_proto::{CloseCode, MessageKind, encode_server_frame};
 
-use crate::WebSocketId;
 use crate::mailbox::{Command, Mailbox, PushError};
 use crate::shared::{SharedHandle, SharedState};
 use crate::wakes::DeferredWakes;
-
-/// Why `open_server` failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenError {
-    /// No live socket has this id (on any node).
-    NotFound,
-    /// The socket exists but is dedicated: only its own `server` task may use it.
-    NotShared,
-}
-
-impl fmt::Display for OpenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            OpenError::NotFound => "no such WebSocket",
-            OpenError::NotShared => "the WebSocket is not shared",
-        })
-    }
-}
-
-impl std::error::Error for OpenError {}
-
-/// `open_server`'s failure as a socket error (for `?` in a `server` method).
-impl From<OpenError> for ws_session::Error {
-    fn from(e: OpenError) -> Self {
-        ws_session::Error::InvalidInput(e.to_string())
-    }
-}
+use crate::{Cluster, OpenError, PresenceEvent, WebSocketId};
 
 /// What the registry knows of one socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,82 +30,8 @@ pub struct SocketInfo {
     pub shared: bool,
 }
 
-/// A socket in a room, as presence reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    /// The socket.
-    pub id: WebSocketId,
-    /// Its label (application data such as a user name; see [`Registry::set_label`]).
-    pub label: String,
-    /// When it joined the room (milliseconds since the Unix epoch), for ordering.
-    pub since_ms: u64,
-}
-
-/// A change in a room's membership, on this node or (with a cluster) any node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PresenceEvent {
-    /// `member` joined `room`.
-    Join {
-        /// The room.
-        room: String,
-        /// Who joined.
-        member: Member,
-    },
-    /// The socket `id` left `room` (or closed).
-    Leave {
-        /// The room.
-        room: String,
-        /// Who left.
-        id: WebSocketId,
-    },
-    /// `member` of `room` changed its label.
-    Label {
-        /// The room.
-        room: String,
-        /// The member with its new label.
-        member: Member,
-    },
-}
-
-/// A socket held by another node, reached through a cluster backend.
-#[async_trait]
-pub trait RemoteSocket: Send + Sync + 'static {
-    /// `read(len, timeout)` on the remote socket.
-    async fn read(
-        &self,
-        len: usize,
-        timeout: std::time::Duration,
-    ) -> Result<ws_session::Message, ws_session::Error>;
-    /// Sends one message.
-    async fn write_message(&self, msg: ws_session::Message) -> Result<(), ws_session::Error>;
-    /// Closes it.
-    async fn close(&self, code: CloseCode, reason: &str) -> Result<(), ws_session::Error>;
-}
-
-/// Extends a [`Registry`] across server nodes (implemented by ws-cluster over Redis). The
-/// registry calls these hooks as local state changes; the backend delivers what other nodes
-/// publish with [`Registry::deliver_to_room`] and relays their presence with
-/// [`Registry::emit_presence`].
-#[async_trait]
-pub trait Cluster: Send + Sync + 'static {
-    /// A socket opened on this node.
-    async fn socket_added(&self, info: &SocketInfo);
-    /// A socket of this node closed; it was in `rooms`.
-    async fn socket_removed(&self, id: &WebSocketId, rooms: &[Arc<str>]);
-    /// `member` (on this node) joined `room`, or changed its label there.
-    async fn joined(&self, room: &str, member: &Member, label_change: bool);
-    /// The socket `id` (on this node) left `room`.
-    async fn left(&self, room: &str, id: &WebSocketId);
-    /// Carry `frame`, already delivered to this node's members of `room`, to the others.
-    fn publish(&self, room: &str, frame: Bytes);
-    /// A handle to a socket held by another node.
-    async fn open_remote(&self, id: &WebSocketId) -> Result<SharedHandle, OpenError>;
-    /// The members of `room` on every node (`None` when the cluster cannot be asked).
-    async fn room_members(&self, room: &str) -> Option<Vec<Member>>;
-}
-
 /// A room's members on this node, with their mailboxes.
-type RoomMembers = HashMap<WebSocketId, Arc<Mailbox>>;
+pub(crate) type RoomMembers = HashMap<WebSocketId, Arc<Mailbox>>;
 
 pub(crate) struct Entry {
     pub(crate) info: SocketInfo,
@@ -141,30 +39,30 @@ pub(crate) struct Entry {
     pub(crate) shared: Option<Arc<SharedState>>,
     /// Rooms and label, allocated on first use: most sockets have neither, and every entry
     /// stays small in the table.
-    extra: Option<Box<Extra>>,
+    pub(crate) extra: Option<Box<Extra>>,
 }
 
 #[derive(Default)]
-struct Extra {
+pub(crate) struct Extra {
     /// Each room with the time the socket joined it (ms since the epoch).
-    rooms: Vec<(Arc<str>, u64)>,
-    label: String,
+    pub(crate) rooms: Vec<(Arc<str>, u64)>,
+    pub(crate) label: String,
 }
 
 impl Entry {
-    fn label(&self) -> &str {
+    pub(crate) fn label(&self) -> &str {
         self.extra.as_ref().map_or("", |x| &x.label)
     }
 
-    fn rooms(&self) -> &[(Arc<str>, u64)] {
+    pub(crate) fn rooms(&self) -> &[(Arc<str>, u64)] {
         self.extra.as_ref().map_or(&[], |x| &x.rooms)
     }
 
-    fn joined(&self, room: &str) -> Option<u64> {
+    pub(crate) fn joined(&self, room: &str) -> Option<u64> {
         self.rooms().iter().find(|(r, _)| &**r == room).map(|&(_, since)| since)
     }
 
-    fn extra_mut(&mut self) -> &mut Extra {
+    pub(crate) fn extra_mut(&mut self) -> &mut Extra {
         self.extra.get_or_insert_with(Box::default)
     }
 }
@@ -181,17 +79,17 @@ pub struct LocalSocket {
     pub rooms: Vec<(String, u64)>,
 }
 
-struct Inner {
-    sockets: RwLock<HashMap<WebSocketId, Entry>>,
+pub(crate) struct Inner {
+    pub(crate) sockets: RwLock<HashMap<WebSocketId, Entry>>,
     /// Each room's members with their mailboxes, so a publish goes straight to them.
-    rooms: RwLock<HashMap<Arc<str>, RoomMembers>>,
-    emptied: Notify,
-    presence: broadcast::Sender<PresenceEvent>,
-    cluster: OnceLock<Arc<dyn Cluster>>,
+    pub(crate) rooms: RwLock<HashMap<Arc<str>, RoomMembers>>,
+    pub(crate) emptied: Notify,
+    pub(crate) presence: broadcast::Sender<PresenceEvent>,
+    pub(crate) cluster: OnceLock<Arc<dyn Cluster>>,
     /// Wakes of sockets sent a frame, held back so each writes what many senders queued.
-    wakes: Arc<DeferredWakes>,
-    slow_consumer_closes: AtomicU64,
-    dropped_frames: AtomicU64,
+    pub(crate) wakes: Arc<DeferredWakes>,
+    pub(crate) slow_consumer_closes: AtomicU64,
+    pub(crate) dropped_frames: AtomicU64,
 }
 
 /// Counters of what the registry did to protect the server from slow consumers.
@@ -230,7 +128,7 @@ impl Default for Inner {
 /// application code does not change.
 #[derive(Clone, Default)]
 pub struct Registry {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl fmt::Debug for Registry {
@@ -242,7 +140,7 @@ impl fmt::Debug for Registry {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -257,7 +155,7 @@ impl Registry {
         self.inner.cluster.set(cluster).is_ok()
     }
 
-    fn cluster(&self) -> Option<&Arc<dyn Cluster>> {
+    pub(crate) fn cluster(&self) -> Option<&Arc<dyn Cluster>> {
         self.inner.cluster.get()
     }
 
@@ -392,7 +290,7 @@ impl Registry {
     /// [`crate::wakes`]). Returns how many took it. A socket over its `max_queued_bytes` is
     /// closed as a slow consumer (counted and logged once), and frames for it are dropped
     /// (counted, not logged).
-    fn deliver<'a>(
+    pub(crate) fn deliver<'a>(
         &self,
         mailboxes: impl Iterator<Item = (&'a WebSocketId, &'a Mailbox)>,
         frame: &Bytes,
@@ -430,176 +328,6 @@ impl Registry {
             dropped_frames: self.inner.dropped_frames.load(Ordering::Relaxed),
         }
     }
-
-    /// Adds socket `id` to `room` (announced as a presence `Join`). Returns false if there
-    /// is no such socket here.
-    pub async fn subscribe(&self, id: &WebSocketId, room: &str) -> bool {
-        let since = now_ms();
-        let member = {
-            let mut sockets = self.inner.sockets.write().unwrap_or_else(|e| e.into_inner());
-            let Some(entry) = sockets.get_mut(id) else { return false };
-            let room: Arc<str> = room.into();
-            let since = match entry.joined(&room) {
-                Some(joined) => joined,
-                None => {
-                    entry.extra_mut().rooms.push((room.clone(), since));
-                    since
-                }
-            };
-            let mailbox = entry.mailbox.clone();
-            self.inner
-                .rooms
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(room)
-                .or_default()
-                .insert(*id, mailbox);
-            Member { id: *id, label: entry.label().to_string(), since_ms: since }
-        };
-        let _ = self.inner.presence.send(PresenceEvent::Join { room: room.into(), member: member.clone() });
-        if let Some(cluster) = self.cluster() {
-            cluster.joined(room, &member, false).await;
-        }
-        true
-    }
-
-    /// Removes socket `id` from `room`.
-    pub async fn unsubscribe(&self, id: &WebSocketId, room: &str) {
-        let was_member = match self.inner.sockets.write().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
-            Some(entry) => entry
-                .extra
-                .as_mut()
-                .and_then(|x| x.rooms.iter().position(|(r, _)| &**r == room).map(|i| x.rooms.swap_remove(i)))
-                .is_some(),
-            None => false,
-        };
-        {
-            let mut rooms = self.inner.rooms.write().unwrap_or_else(|e| e.into_inner());
-            if let Some(members) = rooms.get_mut(room) {
-                members.remove(id);
-                if members.is_empty() {
-                    rooms.remove(room);
-                }
-            }
-        }
-        if was_member {
-            let _ = self.inner.presence.send(PresenceEvent::Leave { room: room.into(), id: *id });
-            if let Some(cluster) = self.cluster() {
-                cluster.left(room, id).await;
-            }
-        }
-    }
-
-    /// Sets socket `id`'s label (a user name, say), reported by presence in every room it is
-    /// in. Returns false if there is no such socket here.
-    pub async fn set_label(&self, id: &WebSocketId, label: &str) -> bool {
-        let changed: Vec<(String, Member)> = {
-            let mut sockets = self.inner.sockets.write().unwrap_or_else(|e| e.into_inner());
-            let Some(entry) = sockets.get_mut(id) else { return false };
-            entry.extra_mut().label = label.to_string();
-            entry
-                .rooms()
-                .iter()
-                .map(|(room, since)| {
-                    (room.to_string(), Member { id: *id, label: label.into(), since_ms: *since })
-                })
-                .collect()
-        };
-        for (room, member) in changed {
-            let _ =
-                self.inner.presence.send(PresenceEvent::Label { room: room.clone(), member: member.clone() });
-            if let Some(cluster) = self.cluster() {
-                cluster.joined(&room, &member, true).await;
-            }
-        }
-        true
-    }
-
-    /// Socket `id`'s label (local sockets).
-    pub fn label(&self, id: &WebSocketId) -> Option<String> {
-        self.inner.sockets.read().unwrap_or_else(|e| e.into_inner()).get(id).map(|e| e.label().to_string())
-    }
-
-    /// The members of `room` on this node, in order of joining.
-    pub fn local_members(&self, room: &str) -> Vec<Member> {
-        let ids: Vec<WebSocketId> = {
-            let rooms = self.inner.rooms.read().unwrap_or_else(|e| e.into_inner());
-            rooms.get(room).map(|m| m.keys().copied().collect()).unwrap_or_default()
-        };
-        let sockets = self.inner.sockets.read().unwrap_or_else(|e| e.into_inner());
-        let mut members: Vec<Member> = ids
-            .into_iter()
-            .filter_map(|id| {
-                let e = sockets.get(&id)?;
-                Some(Member { id, label: e.label().to_string(), since_ms: e.joined(room)? })
-            })
-            .collect();
-        members.sort_by_key(|m| (m.since_ms, m.id));
-        members
-    }
-
-    /// The members of `room` on every node (this node's alone without a cluster, or while the
-    /// cluster cannot be reached), in order of joining.
-    pub async fn room_members(&self, room: &str) -> Vec<Member> {
-        if let Some(cluster) = self.cluster()
-            && let Some(mut members) = cluster.room_members(room).await
-        {
-            members.sort_by_key(|m| (m.since_ms, m.id));
-            return members;
-        }
-        self.local_members(room)
-    }
-
-    /// The socket ids in `room` on this node.
-    pub fn members(&self, room: &str) -> Vec<WebSocketId> {
-        let rooms = self.inner.rooms.read().unwrap_or_else(|e| e.into_inner());
-        rooms.get(room).map(|m| m.keys().copied().collect()).unwrap_or_default()
-    }
-
-    /// The rooms that have members on this node.
-    pub fn rooms(&self) -> Vec<String> {
-        self.inner.rooms.read().unwrap_or_else(|e| e.into_inner()).keys().map(|r| r.to_string()).collect()
-    }
-
-    /// Sends `text` to every socket in `room` (on every node, with a cluster), encoded once
-    /// per node. Returns how many sockets on this node took it.
-    pub fn publish(&self, room: &str, text: &str) -> usize {
-        self.publish_frame(room, encode_server_frame(MessageKind::Text, text.as_bytes()))
-    }
-
-    /// Sends binary `data` to every socket in `room`, encoded once per node.
-    pub fn publish_binary(&self, room: &str, data: &[u8]) -> usize {
-        self.publish_frame(room, encode_server_frame(MessageKind::Binary, data))
-    }
-
-    fn publish_frame(&self, room: &str, frame: Bytes) -> usize {
-        let delivered = self.deliver_to_room(room, frame.clone());
-        if let Some(cluster) = self.cluster() {
-            cluster.publish(room, frame);
-        }
-        delivered
-    }
-
-    /// Sends an encoded frame to this node's members of `room` only: how a cluster backend
-    /// delivers what another node published.
-    pub fn deliver_to_room(&self, room: &str, frame: Bytes) -> usize {
-        let rooms = self.inner.rooms.read().unwrap_or_else(|e| e.into_inner());
-        match rooms.get(room) {
-            Some(members) => self.deliver(members.iter().map(|(id, m)| (id, &**m)), &frame),
-            None => 0,
-        }
-    }
-
-    /// Presence changes (joins, leaves, label changes) in every room, as they happen.
-    pub fn presence_events(&self) -> broadcast::Receiver<PresenceEvent> {
-        self.inner.presence.subscribe()
-    }
-
-    /// Reports a presence change that happened on another node (for cluster backends).
-    pub fn emit_presence(&self, event: PresenceEvent) {
-        let _ = self.inner.presence.send(event);
-    }
-
     /// Asks socket `id` to close with `code` and `reason` (dedicated sockets act on it when
     /// their `server` next reads or writes). Returns false if there is no such socket here.
     pub fn close(&self, id: &WebSocketId, code: CloseCode, reason: &str) -> bool {

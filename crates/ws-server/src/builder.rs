@@ -1,0 +1,232 @@
+//! `ServerBuilder`: classes, routes, pages and settings, then `bind`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use ws_proto::CloseCode;
+
+use crate::server::Shared;
+use crate::{OriginPolicy, Registry, Server, ServerConfig, WebSocketServer};
+
+type Factory = Arc<dyn Fn() -> Box<dyn WebSocketServer> + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) name: Arc<str>,
+    pub(crate) factory: Factory,
+}
+
+#[derive(Clone)]
+pub(crate) struct Page {
+    pub(crate) content_type: String,
+    pub(crate) body: Bytes,
+}
+
+/// Builds a [`Server`]: register classes, routes and pages, then [`bind`](ServerBuilder::bind).
+///
+/// ```no_run
+/// # use ws_server::{Connection, Server, WebSocketServer, async_trait};
+/// # struct Echo;
+/// # #[async_trait] impl WebSocketServer for Echo {
+/// #     async fn server(&mut self, ws: &mut Connection) -> Result<(), ws_server::Error> { Ok(()) }
+/// # }
+/// # async fn run() -> std::io::Result<()> {
+/// let server = Server::builder()
+///     .class("user", "MyApp.MyWebSocketServer", || Echo) // /csp/user/MyApp.MyWebSocketServer.cls
+///     .route("/echo", || Echo)
+///     .page("/", "text/html; charset=utf-8", "<h1>hello</h1>")
+///     .bind("127.0.0.1:8080")
+///     .await?;
+/// server.run().await
+/// # }
+/// ```
+#[derive(Default)]
+pub struct ServerBuilder {
+    config: ServerConfig,
+    classes: HashMap<(String, String), Route>,
+    routes: HashMap<String, Route>,
+    pages: HashMap<String, Page>,
+    origins: OriginPolicy,
+    registry: Option<Registry>,
+}
+
+impl ServerBuilder {
+    /// Registers a server class for `/csp/<app>/<class>.cls`; `factory` makes one instance
+    /// per connection.
+    pub fn class<T, F>(mut self, app: &str, class: &str, factory: F) -> Self
+    where
+        T: WebSocketServer,
+        F: Fn() -> T + Send + Sync + 'static,
+    {
+        let app = app.trim_matches('/').to_string();
+        let route = Route { name: class.into(), factory: Arc::new(move || Box::new(factory())) };
+        self.classes.insert((app, class.to_string()), route);
+        self
+    }
+
+    /// Registers a server class at a plain path (`/echo`).
+    pub fn route<T, F>(mut self, path: &str, factory: F) -> Self
+    where
+        T: WebSocketServer,
+        F: Fn() -> T + Send + Sync + 'static,
+    {
+        let route = Route { name: path.into(), factory: Arc::new(move || Box::new(factory())) };
+        self.routes.insert(path.to_string(), route);
+        self
+    }
+
+    /// Serves `body` for `GET path` (a page such as the chat's).
+    pub fn page(mut self, path: &str, content_type: &str, body: impl Into<Bytes>) -> Self {
+        self.pages.insert(path.to_string(), Page { content_type: content_type.into(), body: body.into() });
+        self
+    }
+
+    /// Sets which Origins may connect.
+    pub fn origins(mut self, policy: OriginPolicy) -> Self {
+        self.origins = policy;
+        self
+    }
+
+    /// Replaces the settings.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Largest message accepted (all fragments together); larger ones are closed with 1009.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.socket.protocol.max_message_size = bytes;
+        self
+    }
+
+    /// Largest frame payload accepted; larger frames are closed with 1009.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.socket.protocol.max_frame_size = bytes;
+        self
+    }
+
+    /// Bound on one socket's queued output (see [`ws_session::Config::max_write_buffer`]).
+    pub fn max_write_buffer(mut self, bytes: usize) -> Self {
+        self.config.socket.max_write_buffer = bytes;
+        self
+    }
+
+    /// How long a peer may accept no bytes while output waits before it is given up
+    /// (`None`: forever). See [`ws_session::Config::write_timeout`].
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.socket.write_timeout = timeout;
+        self
+    }
+
+    /// Bound on pushed frames waiting for one socket (see [`ServerConfig::max_queued_bytes`]).
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_queued_bytes = bytes;
+        self
+    }
+
+    /// The close code a slow consumer gets (default 1008).
+    pub fn slow_consumer_code(mut self, code: CloseCode) -> Self {
+        self.config.slow_consumer_code = code;
+        self
+    }
+
+    /// Close a socket with 1001 when nothing was received for this long.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.socket.idle_timeout = timeout;
+        self
+    }
+
+    /// Ping a socket after `interval` without input; give it up when nothing answers within
+    /// `timeout`.
+    pub fn keepalive(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
+        self.config.socket.keepalive_interval = interval;
+        self.config.socket.keepalive_timeout = timeout;
+        self
+    }
+
+    /// How long a closing handshake may take.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.socket.close_timeout = timeout;
+        self
+    }
+
+    /// Time allowed to send the whole request head.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_timeout = timeout;
+        self
+    }
+
+    /// Largest request head (431 past it) and most headers in it.
+    pub fn max_request_head(mut self, bytes: usize, headers: usize) -> Self {
+        self.config.max_header_bytes = bytes;
+        self.config.max_headers = headers;
+        self
+    }
+
+    /// Most connections in their opening handshake at once (503 past it).
+    pub fn max_pending_handshakes(mut self, n: usize) -> Self {
+        self.config.max_pending_handshakes = n;
+        self
+    }
+
+    /// Most connections at once (503 past it).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n;
+        self
+    }
+
+    /// A shared socket with no traffic for this long is closed.
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.config.session_timeout = timeout;
+        self
+    }
+
+    /// How long a graceful shutdown waits for sockets to close.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Name of the session cookie (default `WSSESSIONID`).
+    pub fn session_cookie(mut self, name: &str) -> Self {
+        self.config.session_cookie = name.into();
+        self
+    }
+
+    /// Uses `registry` instead of a new one (to share it, or to create it before the server).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Binds the listener (`127.0.0.1:8080` is the demo's default).
+    pub async fn bind(self, addr: impl ToSocketAddrs) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let permits = |n: usize| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS)));
+        let pending = permits(self.config.max_pending_handshakes);
+        let connections = permits(self.config.max_connections);
+        let shared = Arc::new(Shared {
+            socket_config: Arc::new(self.config.socket.clone()),
+            config: self.config,
+            classes: self.classes,
+            routes: self.routes,
+            pages: self.pages,
+            origins: self.origins,
+            registry: self.registry.unwrap_or_default(),
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            pending,
+            connections,
+            refusing: AtomicUsize::new(0),
+        });
+        Ok(Server { listener, local_addr, shared })
+    }
+}
