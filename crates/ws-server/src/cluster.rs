@@ -52,10 +52,10 @@ pub trait RemoteSocket: Send + Sync + 'static {
     async fn close(&self, code: CloseCode, reason: &str) -> Result<(), ws_session::Error>;
 }
 
-/// Extends a [`Registry`] across server nodes (implemented by ws-cluster over Redis). The
+/// Extends a [`Registry`](crate::Registry) across server nodes (implemented by ws-cluster over Redis). The
 /// registry calls these hooks as local state changes; the backend delivers what other nodes
-/// publish with [`Registry::deliver_to_room`] and relays their presence with
-/// [`Registry::emit_presence`].
+/// publish with [`Registry::deliver_to_room`](crate::Registry::deliver_to_room) and relays their presence with
+/// [`Registry::emit_presence`](crate::Registry::emit_presence).
 #[async_trait]
 pub trait Cluster: Send + Sync + 'static {
     /// A socket opened on this node.

@@ -11,24 +11,27 @@
 //! [`WebSocket::from_upgraded`].
 
 mod config;
+mod deadline;
 mod error;
 mod handshake;
 mod interrupt;
+mod message;
 mod pool;
 mod socket;
 
 pub use config::{Config, DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT};
 pub use error::Error;
 pub use handshake::{ConnectOptions, Response, accept, accept_with, client_handshake, connect};
-pub use socket::{Message, WebSocket};
+pub use message::Message;
+pub use socket::WebSocket;
 
 /// The seam a server built on ws-session uses (ws-server does): reading a request head under
 /// the server's limits with the same loop as [`accept`], a flag another task raises to
 /// interrupt a waiting read ([`WebSocket::read_interruptible`]), and one deadline kept across
 /// interrupted reads. A program that only talks over sockets needs none of it.
 pub mod server_support {
+    pub use crate::deadline::Deadline;
     pub use crate::handshake::read_request_head;
     pub use crate::interrupt::Interrupt;
-    pub use crate::socket::Deadline;
 }
 pub use ws_proto::{CloseCode, CloseFrame, ProtocolError, Role, Utf8Bytes};
