@@ -58,11 +58,11 @@ impl WebSocketServer for ChatServer {
         registry.subscribe(&id, &self.room).await;
         publish_userlist(&registry, &self.room).await;
         loop {
-            let msg = match ws.read(32656, ws_session::DEFAULT_READ_TIMEOUT).await {
+            // Whole messages: a chat line is JSON, and a piece of one would not parse.
+            let msg = match ws.read_message().await {
                 Ok(msg) => msg,
                 Err(Error::Timeout) => continue,
-                Err(Error::Closed { .. }) => return Ok(()),
-                Err(e) => return Err(e),
+                Err(e) => return Err(e), // a normal close is not reported as an error
             };
             let Some(request) = msg.as_text().and_then(|t| serde_json::from_str::<Value>(t).ok()) else {
                 let hint =

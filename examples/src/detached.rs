@@ -62,7 +62,7 @@ pub async fn worker(
 async fn converse(registry: &Registry, id: WebSocketId, reply_timeout: Duration) -> Result<(), Error> {
     let socket = registry.open_server(&id).await.map_err(|e| Error::InvalidInput(e.to_string()))?;
     socket.write(&format!("Hello from a detached task, socket {id}. Say something:")).await?;
-    let reply = socket.read(32656, reply_timeout).await;
+    let reply = socket.read(ws_server::DEFAULT_READ_LEN, reply_timeout).await;
     match reply {
         Ok(msg) => socket.write(&format!("You said: {}", String::from_utf8_lossy(msg.as_bytes()))).await?,
         Err(Error::Timeout) => socket.write("No reply in time.").await?,

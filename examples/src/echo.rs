@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ws_server::{Connection, Error, WebSocketServer, async_trait};
+use ws_server::{Connection, DEFAULT_READ_LEN, Error, WebSocketServer, async_trait};
 
 /// The echo class.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ impl Default for MyWebSocketServer {
 impl WebSocketServer for MyWebSocketServer {
     async fn server(&mut self, ws: &mut Connection) -> Result<(), Error> {
         loop {
-            match ws.read(32656, self.timeout).await {
+            match ws.read(DEFAULT_READ_LEN, self.timeout).await {
                 Ok(data) if data.as_text() == Some("exit") => return ws.end_server().await,
                 Ok(data) => ws.write_message(&data).await?,
                 Err(Error::Timeout) => {

@@ -1,12 +1,24 @@
 //! Runs the Autobahn|Testsuite's cases against its `fuzzingserver`, echoing every message the
 //! way the suite expects: `autobahn-client --url ws://127.0.0.1:9001 [--agent NAME]`.
 
+use clap::Parser;
 use ws_session::{ConnectOptions, Error, connect};
+
+/// The Autobahn|Testsuite's cases against its fuzzingserver, with ws-session as the client.
+#[derive(Debug, Parser)]
+#[command(name = "autobahn-client", version)]
+struct Args {
+    /// The fuzzingserver's URL.
+    #[arg(long, default_value = "ws://127.0.0.1:9001")]
+    url: String,
+    /// The agent name the reports are filed under.
+    #[arg(long, default_value = "ws-session")]
+    agent: String,
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    let url = examples::arg_value("--url").unwrap_or_else(|| "ws://127.0.0.1:9001".into());
-    let agent = examples::arg_value("--agent").unwrap_or_else(|| "ws-session".into());
+    let Args { url, agent } = Args::parse();
     let options = ConnectOptions::default();
 
     let (mut ws, _) = connect(&format!("{url}/getCaseCount"), &options).await?;

@@ -2,16 +2,26 @@
 //! `fuzzingclient` and for load tests: `autobahn-server --addr 127.0.0.1:9002`.
 //! Prints `listening on ADDR` once bound (with port 0, the port the system chose).
 
+use clap::Parser;
 use tokio::net::TcpListener;
 use ws_session::{Config, Error, accept};
 
-fn main() -> std::io::Result<()> {
-    // The same runtime settings as our servers: ws-server's recommended runtime.
-    ws_server::runtime_builder().build()?.block_on(serve())
+/// An echo server on ws-session for the Autobahn|Testsuite and load tests.
+#[derive(Debug, Parser)]
+#[command(name = "autobahn-server", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9002")]
+    addr: String,
 }
 
-async fn serve() -> std::io::Result<()> {
-    let addr = examples::arg_value("--addr").unwrap_or_else(|| "127.0.0.1:9002".into());
+fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    // The same runtime settings as our servers: ws-server's recommended runtime.
+    ws_server::runtime_builder().build()?.block_on(serve(args.addr))
+}
+
+async fn serve(addr: String) -> std::io::Result<()> {
     let listener = TcpListener::bind(&addr).await?;
     println!("listening on {}", listener.local_addr()?);
     loop {
