@@ -195,31 +195,26 @@ struct WsUrl {
     path: String,
 }
 
+/// Parses a `ws://` URL with the `http` crate's `Uri` (RFC 3986).
 fn parse_url(url: &str) -> Result<WsUrl, Error> {
     let bad = |why: &str| Error::InvalidInput(format!("{why}: {url}"));
-    let rest = url.strip_prefix("ws://").ok_or_else(|| bad("only ws:// URLs are supported"))?;
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
-        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-        None => (rest, "/".to_string()),
-    };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, p) = v6.split_once(']').ok_or_else(|| bad("bad IPv6 host"))?;
-        (h.to_string(), p.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (authority.to_string(), None),
-        }
-    };
-    let port = match port {
-        Some(p) => p.parse().map_err(|_| bad("bad port"))?,
-        None => 80,
-    };
+    let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
+    if uri.scheme_str() != Some("ws") {
+        return Err(bad("only ws:// URLs are supported"));
+    }
+    let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err(bad("no host"));
     }
-    Ok(WsUrl { host, port, path })
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+    let port = match authority.port_u16() {
+        Some(port) => port,
+        None if authority.as_str() == authority.host() => 80,
+        None => return Err(bad("bad port")),
+    };
+    Ok(WsUrl { host: host.to_string(), port, path })
 }
 
 /// Opens a client connection to a `ws://` URL: TCP connect (with `TCP_NODELAY`), then the
