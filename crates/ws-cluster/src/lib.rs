@@ -18,6 +18,10 @@
 //!   is a request there, answered on the caller's inbox. A node subscribes to a room's
 //!   channel while it has members in the room; `publish` delivers locally at once and
 //!   forwards the encoded frame once to the room channel for the other nodes.
+//! - Every message is a typed JSON header line, then raw payload bytes. A message a node cannot
+//!   read (one of another version, say) is logged and dropped, never guessed at; a request
+//!   that still names its sender is answered with an error, so the caller does not wait out
+//!   its timeout.
 //!
 //! # Redis outages: what is delivered and what is not
 //! Redis pub/sub is at-most-once: a publication goes to the nodes subscribed at that instant
@@ -41,9 +45,16 @@
 //! change its room subscriptions while it listens. `fred` would also do; `redis` has the
 //! smaller dependency tree for these features.
 
+mod config;
 mod node;
+mod outbox;
+mod presence;
+mod pubsub;
+mod rpc;
+mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod wire;
 
-pub use node::{ClusterConfig, ClusterNode};
+pub use config::ClusterConfig;
+pub use node::ClusterNode;

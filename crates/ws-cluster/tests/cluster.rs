@@ -1,6 +1,6 @@
 //! Three nodes sharing one real Redis (started by the test on a free loopback port):
-//! cross-node `open_server`, rooms and presence, a node dying without goodbye, and a Redis
-//! restart in the middle.
+//! cross-node `open_server`, rooms and presence, a node dying without goodbye, a Redis
+//! restart in the middle, and messages a node cannot read.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -274,4 +274,107 @@ async fn redis_restart_mid_test_then_broadcasts_flow_again() {
     assert!(got.starts_with("after "), "{got}");
     // B's socket is registered again: A can reach presence on B after the restart.
     eventually("presence restored", T, || async { a.registry.room_members("room").await.len() == 2 }).await;
+}
+
+/// Log lines, captured from every test in this binary.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_messages_are_refused_logged_and_dropped() {
+    use futures_util::StreamExt;
+    use redis::AsyncCommands;
+
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let redis = RedisServer::start();
+    let a = node(config(&redis, "t4")).await;
+    let b = node(config(&redis, "t4")).await;
+    let mut on_a = client(&a, "/detached").await;
+    let id = eventually_id(&a).await;
+    let mut member_on_a = member(&a, "lobby", "Alice").await;
+    let mut events_on_a = a.registry.presence_events();
+
+    // A prober on Redis, with an inbox of its own.
+    let probe = redis::Client::open(redis.url()).unwrap();
+    let mut send = probe.get_multiplexed_async_connection().await.unwrap();
+    let mut replies = probe.get_async_pubsub().await.unwrap();
+    replies.subscribe("t4:inbox:prober").await.unwrap();
+    let mut replies = replies.into_on_message();
+    let inbox = format!("t4:inbox:{}", a.cluster.as_ref().unwrap().node_id());
+
+    // A read without timeout_ms is answered with an error, not run as a 0 s read.
+    let no_timeout =
+        format!(r#"{{"t":"request","req":7,"from":"prober","id":"{id}","op":{{"read":{{"len":0}}}}}}"#);
+    let _: () = send.publish(&inbox, format!("{no_timeout}\n")).await.unwrap();
+    let reply = tokio::time::timeout(T, replies.next()).await.unwrap().unwrap();
+    let reply: serde_json::Value =
+        serde_json::from_slice(reply.get_payload_bytes().trim_ascii_end()).unwrap();
+    assert_eq!((&reply["t"], &reply["req"]), (&"reply".into(), &7.into()), "{reply}");
+    let reason = reply["answer"]["malformed"]["reason"].as_str().unwrap();
+    assert!(reason.contains("missing field `timeout_ms`"), "{reason}");
+
+    // An unknown kind, bytes that are no message, a room frame and a presence change in the
+    // old untyped formats: none names a requester, so each is only logged and dropped.
+    for (channel, raw) in [
+        (inbox.as_str(), concat!(r#"{"t":"gossip","from":"prober"}"#, "\n").as_bytes().to_vec()),
+        (inbox.as_str(), b"\xff\x00 not a message".to_vec()),
+        ("t4:ch:room:lobby", b"someone-else\nold-style frame".to_vec()),
+        ("t4:ch:presence", br#"{"node":"x","ev":"join","room":"ghost","id":"00"}"#.to_vec()),
+    ] {
+        let _: () = send.publish(channel, raw).await.unwrap();
+    }
+
+    // The node carries on: a cross-node call and a publication from B arrive, and nothing
+    // from the probes reached the member or presence.
+    let remote = b.registry.open_server(&id).await.unwrap();
+    remote.write("still served").await.unwrap();
+    assert_eq!(on_a.read(0, T).await.unwrap().as_text(), Some("still served"));
+    b.registry.publish("lobby", "legit");
+    assert_eq!(member_on_a.read(0, T).await.unwrap().as_text(), Some("legit"));
+    while let Ok(ev) = events_on_a.try_recv() {
+        assert!(!format!("{ev:?}").contains("ghost"), "{ev:?}");
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), replies.next()).await.is_err(),
+        "one answer only"
+    );
+
+    // A reply B cannot read fails the call waiting for it at once (the write above was B's
+    // request 1, this read is its request 2).
+    let reading = tokio::spawn(async move { remote.read(0, T).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let inbox_b = format!("t4:inbox:{}", b.cluster.as_ref().unwrap().node_id());
+    let _: () =
+        send.publish(&inbox_b, concat!(r#"{"t":"reply","req":2,"answer":"maybe"}"#, "\n")).await.unwrap();
+    let started = Instant::now();
+    match tokio::time::timeout(T, reading).await.unwrap().unwrap() {
+        Err(Error::InvalidInput(why)) => assert!(why.contains("malformed reply"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let on_a = format!("node={}", a.cluster.as_ref().unwrap().node_id());
+    let dropped: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("dropped a malformed cluster message") && l.contains(&on_a))
+        .collect();
+    assert_eq!(dropped.len(), 5, "{logs}");
+    for why in ["missing field `timeout_ms`", "unknown variant `gossip`", "no header line", "bad header"] {
+        assert!(dropped.iter().any(|l| l.contains(why)), "{why}: {dropped:#?}");
+    }
 }
