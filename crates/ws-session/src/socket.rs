@@ -25,8 +25,10 @@ const COALESCE_MAX: usize = 64 << 10;
 use crate::server_support::Deadline;
 use crate::{Config, DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message};
 
+mod ending;
 mod input;
 mod output;
+mod stream;
 
 /// What one step of reading came to.
 enum Step {
@@ -35,7 +37,7 @@ enum Step {
     Slow(Slow),
 }
 
-/// The rare outcomes of a step, handled by [`WebSocket::slow_step`].
+/// The rare outcomes of a step, handled by [`WebSocket::poll_slow`].
 enum Slow {
     Close(Option<ws_proto::CloseFrame>),
     Failure(ProtocolError),
@@ -84,6 +86,8 @@ pub struct WebSocket<S> {
     partial: Option<Box<Message>>,
     config: Arc<Config>,
     binary_data: bool,
+    /// The `Stream` has returned its end.
+    stream_ended: bool,
     ended: Option<Box<Ended>>,
     last_rx: Instant,
     ping_sent: Option<Instant>,
@@ -93,6 +97,8 @@ pub struct WebSocket<S> {
     /// One timer for every wait of this socket, re-armed only when it fires before the
     /// current deadline: a read that completes in time does no timer work at all.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Closing the transport, once begun (boxed: rare).
+    finishing: Option<Box<ending::Finishing>>,
     /// Size of the last read from the transport: how much to reserve after an idle spell.
     read_hint: usize,
     protocol: Option<Box<str>>,
@@ -144,10 +150,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             partial: None,
             config,
             binary_data: false,
+            stream_ended: false,
             ended: None,
             last_rx: Instant::now(),
             ping_sent: None,
             write_stalled: None,
+            finishing: None,
             timer: None,
             read_hint: 0,
             protocol: protocol.map(String::into_boxed_str),
@@ -313,8 +321,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Sends a message of either kind. A large payload (from a received message, say) is
     /// written from its own buffer, not copied, when this end is the server.
     pub async fn write_message(&mut self, msg: &Message) -> Result<(), Error> {
+        let sent = self.queue_message(msg);
+        self.after_send(sent).await
+    }
+
+    /// Queues one message without writing it.
+    fn queue_message(&mut self, msg: &Message) -> Result<(), ws_proto::SendError> {
         self.output_from_pool();
-        let sent = if msg.len() >= SHARE_PAYLOAD_MIN && self.conn.role() == Role::Server {
+        if msg.len() >= SHARE_PAYLOAD_MIN && self.conn.role() == Role::Server {
             let (kind, payload) = match msg {
                 Message::Text(t) => (MessageKind::Text, t.as_bytes().clone()),
                 Message::Binary(b) => (MessageKind::Binary, b.clone()),
@@ -325,8 +339,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Message::Text(t) => self.conn.send_text(t),
                 Message::Binary(b) => self.conn.send_binary(b),
             }
-        };
-        self.after_send(sent).await
+        }
     }
 
     /// Before queuing a frame: a socket that went idle gave its output buffer back to the
@@ -361,6 +374,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// already closed socket is `Ok` too.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         if self.ended.is_some() {
+            // Over, or its transport still closing (a dropped close or read left it so).
+            poll_fn(|cx| self.poll_finish(cx)).await;
             return Ok(());
         }
         if !code.is_valid_on_wire() {
@@ -377,7 +392,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Err(Error::Timeout) => {
                     // The peer never answered: give up on it (section 7.1.1 lets us close).
                     self.ended = Some(Box::new(Ended { code, reason: reason.to_owned() }));
-                    self.finish_transport().await;
+                    self.begin_finish(Error::Closed { code, reason: reason.to_owned() });
+                    poll_fn(|cx| self.poll_finish(cx)).await;
                     return Ok(());
                 }
                 Err(_) => {

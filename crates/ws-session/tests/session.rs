@@ -521,3 +521,43 @@ async fn a_waiting_read_gives_up_a_peer_that_accepts_no_bytes() {
     }
     drop(raw);
 }
+
+#[tokio::test]
+async fn stream_and_sink_echo_then_end_with_a_normal_close() {
+    use futures_util::{SinkExt, StreamExt};
+    let (mut server, mut client) = pair().await;
+    let echo = tokio::spawn(async move {
+        let mut echoed = 0;
+        // The server as a Stream of messages and a Sink of them: echo until the client
+        // closes (the stream then ends, no error).
+        while let Some(msg) = server.next().await {
+            server.send(msg.unwrap()).await.unwrap();
+            echoed += 1;
+        }
+        (echoed, server.close_info().map(|(c, r)| (c, r.to_string())))
+    });
+    client.send(Message::Text("one".into())).await.unwrap();
+    client.send(Message::Binary(vec![2u8; 100_000].into())).await.unwrap();
+    assert_eq!(client.next().await.unwrap().unwrap().as_text(), Some("one"));
+    assert_eq!(client.next().await.unwrap().unwrap().len(), 100_000);
+    // Sink::close sends Close(1000); the client's stream ends once the server answered.
+    SinkExt::close(&mut client).await.unwrap();
+    assert!(tokio::time::timeout(T, client.next()).await.unwrap().is_none());
+    assert!(client.next().await.is_none(), "an ended stream stays ended");
+    let (echoed, info) = tokio::time::timeout(T, echo).await.unwrap().unwrap();
+    assert_eq!(echoed, 2);
+    assert_eq!(info, Some((CloseCode::NORMAL, String::new())));
+}
+
+#[tokio::test]
+async fn a_stream_reports_a_protocol_error_once_then_ends() {
+    use futures_util::StreamExt;
+    let (mut server, mut raw) = server_and_raw_client(Config::default()).await;
+    raw.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap(); // unmasked: 1002
+    match tokio::time::timeout(T, server.next()).await.unwrap() {
+        Some(Err(Error::Protocol { code, .. })) => assert_eq!(code, CloseCode::PROTOCOL),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(read_close_code(&mut raw).await, 1002);
+    assert!(server.next().await.is_none());
+}

@@ -6,12 +6,11 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use ws_proto::{CloseCode, Event, ProtocolError, Role};
+use ws_proto::Event;
 
-use super::{Ended, MIN_READ, Slow, Step, WebSocket};
+use super::{MIN_READ, Slow, Step, WebSocket};
 use crate::server_support::Deadline;
 use crate::{Error, Message, pool};
 
@@ -136,65 +135,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     return Poll::Ready(Step::Interrupted);
                 }
             }
-            // The socket's one timer: created on first use, moved earlier only when needed;
-            // when it fires before `wake` (armed for an earlier read) it moves to `wake`.
             let wake = self.next_timer(deadline.instant());
-            let timer = match &mut self.timer {
-                Some(timer) => {
-                    if timer.deadline() > wake {
-                        timer.as_mut().reset(wake);
-                    }
-                    timer
-                }
-                None => self.timer.insert(Box::pin(tokio::time::sleep_until(wake))),
-            };
-            loop {
-                match timer.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(()) if Instant::now() < wake => timer.as_mut().reset(wake),
-                    Poll::Ready(()) => return Poll::Ready(Step::Slow(Slow::Timer)),
-                }
-            }
+            return self.poll_timer_until(cx, wake).map(|()| Step::Slow(Slow::Timer));
         }
-    }
-
-    /// The rare outcomes of a step: the peer's Close, a protocol failure, a dead transport,
-    /// a timer. `Ok` means "read on".
-    pub(super) async fn slow_step(&mut self, slow: Slow, deadline: Instant) -> Result<(), Error> {
-        match slow {
-            Slow::Close(frame) => {
-                let (code, reason) = match frame {
-                    Some(f) => (f.code, f.reason),
-                    None => (CloseCode::NO_STATUS, String::new()),
-                };
-                tracing::debug!(%code, %reason, "peer closed");
-                self.ended = Some(Box::new(Ended { code, reason }));
-                self.finish_transport().await;
-                Err(self.ended.as_ref().map(|e| e.error()).unwrap_or(Error::Timeout))
-            }
-            Slow::Failure(error) => Err(self.protocol_failure(error).await),
-            Slow::Died(e) => Err(self.died(e)),
-            Slow::Ended => Err(self.ended.as_ref().map(|e| e.error()).unwrap_or(Error::Timeout)),
-            Slow::Timer => self.on_timer(deadline).await,
-        }
-    }
-
-    pub(super) async fn protocol_failure(&mut self, error: ProtocolError) -> Error {
-        let code = error.close_code();
-        tracing::debug!(%error, "failing the connection");
-        self.ended = Some(Box::new(Ended { code, reason: error.reason().into() }));
-        self.finish_transport().await;
-        Error::Protocol { error, code }
-    }
-
-    /// The transport died: no Close frame will come (code 1006).
-    pub(super) fn died(&mut self, e: io::Error) -> Error {
-        let eof = e.kind() == io::ErrorKind::UnexpectedEof;
-        if self.ended.is_none() {
-            self.ended = Some(Box::new(Ended { code: CloseCode::ABNORMAL, reason: String::new() }));
-        }
-        self.release_buffers();
-        if eof { Error::Closed { code: CloseCode::ABNORMAL, reason: String::new() } } else { Error::Io(e) }
     }
 
     pub(super) fn next_timer(&self, deadline: Instant) -> Instant {
@@ -213,83 +156,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             wake = wake.min(since + timeout);
         }
         wake
-    }
-
-    pub(super) async fn on_timer(&mut self, deadline: Instant) -> Result<(), Error> {
-        let now = Instant::now();
-        if let (Some(timeout), Some(since)) = (self.config.write_timeout, self.write_stalled)
-            && now >= since + timeout
-        {
-            return Err(self.write_timed_out());
-        }
-        if let Some(idle) = self.config.idle_timeout
-            && now >= self.last_rx + idle
-        {
-            return Err(self.give_up(CloseCode::GOING_AWAY, "idle timeout").await);
-        }
-        if let Some(interval) = self.config.keepalive_interval {
-            match self.ping_sent {
-                Some(at) if now >= at + self.config.keepalive_timeout => {
-                    return Err(self.give_up(CloseCode::GOING_AWAY, "keepalive timeout").await);
-                }
-                None if now >= self.last_rx + interval && self.conn.ping(b"").is_ok() => {
-                    self.ping_sent = Some(now);
-                }
-                _ => {}
-            }
-        }
-        if now >= deadline { Err(Error::Timeout) } else { Ok(()) }
-    }
-
-    /// Closes on a timer: a best-effort Close frame, then the transport.
-    pub(super) async fn give_up(&mut self, code: CloseCode, reason: &str) -> Error {
-        tracing::debug!(%code, reason, "closing");
-        let _ = self.conn.close(Some((code, reason)));
-        self.ended = Some(Box::new(Ended { code, reason: reason.into() }));
-        self.finish_transport().await;
-        Error::Closed { code, reason: reason.into() }
-    }
-
-    /// After the closing handshake or a failure: flush, then close TCP. The server closes
-    /// first (section 7.1.1) and then reads until the client's FIN (bounded by
-    /// `linger_timeout`), so unread input does not turn the close into a reset that could
-    /// destroy the Close frame in flight; the client waits for the server's FIN first
-    /// (bounded by `close_timeout`).
-    pub(super) async fn finish_transport(&mut self) {
-        let role = self.conn.role();
-        let _ = tokio::time::timeout(self.config.close_timeout, async {
-            poll_fn(|cx| self.poll_write_out(cx, 0)).await?;
-            if role == Role::Client {
-                self.drain_until_eof().await;
-            }
-            self.stream.shutdown().await
-        })
-        .await;
-        if role == Role::Server {
-            let _ = tokio::time::timeout(self.config.linger_timeout, self.drain_until_eof()).await;
-        }
-        self.release_buffers();
-    }
-
-    pub(super) async fn drain_until_eof(&mut self) {
-        loop {
-            self.rbuf.clear();
-            match poll_fn(|cx| self.poll_fill(cx)).await {
-                Ok(()) => continue,
-                Err(_) => return,
-            }
-        }
-    }
-
-    pub(super) fn release_buffers(&mut self) {
-        self.rbuf = BytesMut::new();
-        self.partial = None;
-        if self.ended.is_some() {
-            self.conn.output().clear();
-            self.segments.clear();
-            self.segments_len = 0;
-            self.write_stalled = None;
-        }
-        self.conn.shrink_idle();
     }
 }

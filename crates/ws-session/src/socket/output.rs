@@ -75,17 +75,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// wait only if the buffer is over its bound.
     pub(super) async fn after_send(&mut self, sent: Result<(), SendError>) -> Result<(), Error> {
         if let Err(e) = sent {
-            return Err(match e {
-                SendError::Closed => match &self.ended {
-                    Some(ended) => ended.error(),
-                    None => Error::Closed { code: CloseCode::NORMAL, reason: "closing".into() },
-                },
-                SendError::ControlFrameTooLong => {
-                    Error::InvalidInput("control payload over 125 bytes".into())
-                }
-                SendError::FragmentOrder => Error::InvalidInput("frame sent out of order".into()),
-                SendError::InvalidCloseCode(c) => Error::InvalidInput(format!("close code {c}")),
-            });
+            return Err(self.send_error(e));
         }
         // With a complete frame already waiting, the caller will read again at once, and the
         // read writes the queued output before it waits: replies to pipelined messages go out
@@ -104,23 +94,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Ok(())
     }
 
-    /// Waits until at most `limit` bytes remain queued.
-    pub(super) async fn wait_written(&mut self, limit: usize) -> Result<(), Error> {
+    /// What a refused send means to the caller.
+    pub(super) fn send_error(&self, e: SendError) -> Error {
+        match e {
+            SendError::Closed => match &self.ended {
+                Some(ended) => ended.error(),
+                None => Error::Closed { code: CloseCode::NORMAL, reason: "closing".into() },
+            },
+            SendError::ControlFrameTooLong => Error::InvalidInput("control payload over 125 bytes".into()),
+            SendError::FragmentOrder => Error::InvalidInput("frame sent out of order".into()),
+            SendError::InvalidCloseCode(c) => Error::InvalidInput(format!("close code {c}")),
+        }
+    }
+
+    /// Writes until at most `limit` bytes remain queued, or the write timeout gives the peer
+    /// up (a poll function: [`wait_written`](WebSocket::wait_written) and the `Sink` use it).
+    pub(super) fn poll_written(&mut self, cx: &mut Context<'_>, limit: usize) -> Poll<Result<(), Error>> {
         if let Some(ended) = &self.ended
             && self.buffered_amount() > 0
         {
-            return Err(ended.error());
+            return Poll::Ready(Err(ended.error()));
         }
-        let written = poll_fn(|cx| match self.poll_write_out(cx, limit) {
+        let written = match self.poll_write_out(cx, limit) {
             Poll::Pending => self.poll_write_timer(cx),
             done => done,
-        })
-        .await;
-        match written {
+        };
+        written.map(|result| match result {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(self.write_timed_out()),
             Err(e) => Err(self.died(e)),
-        }
+        })
+    }
+
+    /// Waits until at most `limit` bytes remain queued.
+    pub(super) async fn wait_written(&mut self, limit: usize) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_written(cx, limit)).await
     }
 
     /// While a write waits: `TimedOut` once the peer has accepted nothing for
@@ -129,23 +137,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let (Some(timeout), Some(since)) = (self.config.write_timeout, self.write_stalled) else {
             return Poll::Pending;
         };
-        let due = since + timeout;
-        let timer = match &mut self.timer {
-            Some(timer) => {
-                if timer.deadline() > due {
-                    timer.as_mut().reset(due);
-                }
-                timer
-            }
-            None => self.timer.insert(Box::pin(tokio::time::sleep_until(due))),
-        };
-        loop {
-            match timer.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(()) if Instant::now() < due => timer.as_mut().reset(due),
-                Poll::Ready(()) => return Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
-            }
-        }
+        self.poll_timer_until(cx, since + timeout).map(|()| Err(io::ErrorKind::TimedOut.into()))
     }
 
     /// The peer accepted no byte for `write_timeout`: give it up without a closing handshake
@@ -156,6 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.ended.is_none() {
             self.ended = Some(Box::new(Ended { code: CloseCode::ABNORMAL, reason: reason.into() }));
         }
+        self.finished();
         // One attempt to send FIN (the stream is dropped soon anyway); nothing waits.
         let waker = std::task::Waker::noop();
         let _ = Pin::new(&mut self.stream).poll_shutdown(&mut Context::from_waker(waker));
