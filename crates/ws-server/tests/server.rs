@@ -81,6 +81,14 @@ impl WebSocketServer for Counted {
     }
 }
 
+impl Counter {
+    /// A factory of `Counted` echo instances reporting to this counter.
+    fn dedicated(&self) -> impl Fn() -> Counted + Send + Sync + 'static {
+        let counter = self.clone();
+        move || Counted { inner: Echo::default(), counter: counter.clone(), shared: false }
+    }
+}
+
 struct Running {
     addr: std::net::SocketAddr,
     registry: Registry,
@@ -267,13 +275,7 @@ async fn session_cookie_issued_and_reused_and_ids_unique() {
 #[tokio::test]
 async fn on_post_server_exactly_once_when_the_client_vanishes() {
     let counter = Counter::default();
-    let c = counter.clone();
-    let s = start(Server::builder().route("/c", move || Counted {
-        inner: Echo::default(),
-        counter: c.clone(),
-        shared: false,
-    }))
-    .await;
+    let s = start(Server::builder().route("/c", counter.dedicated())).await;
     let (ws, _) = connect(&s.url("/c"), &ConnectOptions::default()).await.unwrap();
     wait_until("registration", || s.registry.len() == 1).await;
     drop(ws); // TCP gone, no Close frame
@@ -289,13 +291,7 @@ async fn on_post_server_exactly_once_when_the_client_vanishes() {
 #[tokio::test]
 async fn a_panic_in_server_is_caught_and_on_post_server_still_runs() {
     let counter = Counter::default();
-    let c = counter.clone();
-    let s = start(Server::builder().route("/c", move || Counted {
-        inner: Echo::default(),
-        counter: c.clone(),
-        shared: false,
-    }))
-    .await;
+    let s = start(Server::builder().route("/c", counter.dedicated())).await;
     let (mut other, _) = connect(&s.url("/c"), &ConnectOptions::default()).await.unwrap();
     let (mut ws, _) = connect(&s.url("/c"), &ConnectOptions::default()).await.unwrap();
     ws.write("panic").await.unwrap();
@@ -457,13 +453,12 @@ async fn close_code_after_data(raw: &mut TcpStream) -> Option<u16> {
 #[tokio::test]
 async fn a_slow_consumer_is_closed_with_1008_and_its_queue_bounded() {
     let counter = Counter::default();
-    let c2 = counter.clone();
     let s = start(
         Server::builder()
             .config(quick_config())
             .max_queued_bytes(256 * 1024)
             .max_write_buffer(64 * 1024)
-            .route("/echo", move || Counted { inner: Echo::default(), counter: c2.clone(), shared: false }),
+            .route("/echo", counter.dedicated()),
     )
     .await;
     let mut slow = raw_socket(s.addr, "/echo").await;
@@ -588,12 +583,7 @@ async fn a_handshake_in_flight_at_shutdown_gets_503_and_shutdown_does_not_wait_f
 #[tokio::test]
 async fn run_until_closes_every_socket_and_returns_after_on_post_server() {
     let counter = Counter::default();
-    let c2 = counter.clone();
-    let server = Server::builder()
-        .route("/echo", move || Counted { inner: Echo::default(), counter: c2.clone(), shared: false })
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = Server::builder().route("/echo", counter.dedicated()).bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/echo", server.local_addr());
     let handle = server.shutdown_handle();
     let (stop, signal) = tokio::sync::oneshot::channel::<()>();
@@ -622,13 +612,7 @@ async fn run_until_closes_every_socket_and_returns_after_on_post_server() {
 #[tokio::test]
 async fn a_clean_close_is_no_error_in_on_post_server_and_a_protocol_error_is() {
     let counter = Counter::default();
-    let c = counter.clone();
-    let s = start(Server::builder().route("/c", move || Counted {
-        inner: Echo::default(),
-        counter: c.clone(),
-        shared: false,
-    }))
-    .await;
+    let s = start(Server::builder().route("/c", counter.dedicated())).await;
     // Echo's `server` returns the read's Err(Closed(1000)) with `?`: a normal end.
     let (mut ws, _) = connect(&s.url("/c"), &ConnectOptions::default()).await.unwrap();
     ws.close(CloseCode::NORMAL, "bye").await.unwrap();
