@@ -96,7 +96,7 @@ fn utf8(c: &mut Criterion) {
 fn connection(c: &mut Criterion) {
     let mut group = c.benchmark_group("connection");
     for (name, len) in [("text_20B", 20), ("text_16KiB", 16 << 10)] {
-        let mut client = Connection::new(Role::Client, Config { mask_seed: 0x5eed, ..Config::default() });
+        let mut client = Connection::new(Role::Client, Config::client(0x5eed));
         client.send_text(&ascii_text(len)).unwrap();
         let wire = client.take_output().freeze();
         group.throughput(Throughput::Bytes(wire.len() as u64));

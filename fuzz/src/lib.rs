@@ -18,12 +18,8 @@ const MAX_OUTPUT: usize = 64 << 10;
 /// largest chunk size (0: everything at once; otherwise sizes vary from 1 up to it).
 pub fn drive(role: Role, data: &[u8]) {
     let Some((&control, mut wire)) = data.split_first() else { return };
-    let config = Config {
-        max_frame_size: MAX_FRAME,
-        max_message_size: MAX_MESSAGE,
-        auto_pong: control & 0x80 == 0,
-        mask_seed: 0x5eed,
-    };
+    let config =
+        Config::client(0x5eed).max_frame_size(MAX_FRAME).max_message_size(MAX_MESSAGE).auto_pong(control & 0x80 == 0);
     let drain = control & 0x40 != 0;
     let max_chunk = usize::from(control & 0x3F);
     let mut rng = u32::from(control) | 0x9E37_0000;

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-/// Settings of a cluster node.
+/// Settings of a cluster node: [`ClusterConfig::new`], then change the public fields.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClusterConfig {
     /// The Redis server, e.g. `redis://127.0.0.1:6379`.
     pub redis_url: String,

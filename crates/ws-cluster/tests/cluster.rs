@@ -66,13 +66,12 @@ struct Node {
 }
 
 fn config(redis: &RedisServer, prefix: &str) -> ClusterConfig {
-    ClusterConfig {
-        prefix: prefix.into(),
-        node_ttl: Duration::from_millis(1500),
-        heartbeat: Duration::from_millis(300),
-        reply_grace: Duration::from_secs(1),
-        ..ClusterConfig::new(&redis.url())
-    }
+    let mut config = ClusterConfig::new(&redis.url());
+    config.prefix = prefix.into();
+    config.node_ttl = Duration::from_millis(1500);
+    config.heartbeat = Duration::from_millis(300);
+    config.reply_grace = Duration::from_secs(1);
+    config
 }
 
 async fn node(config: ClusterConfig) -> Node {

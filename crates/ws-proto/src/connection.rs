@@ -42,8 +42,15 @@ impl Role {
     }
 }
 
-/// Limits and behaviour of a [`Connection`].
+/// Limits and behaviour of a [`Connection`]: start from [`Config::default`] (a server) or
+/// [`Config::client`], then change what you need with the setters.
+///
+/// ```
+/// let config = ws_proto::Config::client(0x5eed_u64).max_message_size(1 << 20);
+/// assert_eq!(config.max_message_size, 1 << 20);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Largest frame payload accepted; larger frames fail the connection with 1009.
     pub max_frame_size: usize,
@@ -70,6 +77,24 @@ impl Config {
     /// must not be able to predict the keys).
     pub fn client(mask_seed: u64) -> Self {
         Config { mask_seed, ..Config::default() }
+    }
+
+    /// Sets [`max_frame_size`](Config::max_frame_size).
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets [`max_message_size`](Config::max_message_size).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`auto_pong`](Config::auto_pong).
+    pub fn auto_pong(mut self, on: bool) -> Self {
+        self.auto_pong = on;
+        self
     }
 }
 
@@ -130,7 +155,7 @@ struct InFrame {
 /// use bytes::BytesMut;
 /// use ws_proto::{Config, Connection, Event, Role};
 ///
-/// let mut client = Connection::new(Role::Client, Config { mask_seed: 42, ..Config::default() });
+/// let mut client = Connection::new(Role::Client, Config::client(42)); // a seed from a strong random source
 /// let mut server = Connection::new(Role::Server, Config::default());
 /// client.send_text("Hello").unwrap();
 ///

@@ -5,6 +5,7 @@ use crate::CloseCode;
 /// A violation of RFC 6455 by the peer, or a limit exceeded. Each one fails the connection
 /// with the close code given by [`ProtocolError::close_code`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// RSV bits set with no extension negotiated (section 5.2).
     ReservedBits(u8),
@@ -79,6 +80,7 @@ impl std::error::Error for ProtocolError {}
 
 /// A send refused by the connection's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendError {
     /// A Close frame was already sent: no data may follow it (section 5.5.1).
     Closed,

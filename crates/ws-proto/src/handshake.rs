@@ -29,6 +29,7 @@ pub fn client_key(nonce: [u8; 16]) -> String {
 
 /// Why a handshake failed, with the HTTP status a server answers it with.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HandshakeError {
     /// The request is not valid HTTP/1.1.
     Http(httparse::Error),

@@ -14,7 +14,7 @@ fn server() -> Connection {
 }
 
 fn client() -> Connection {
-    Connection::new(Role::Client, Config { mask_seed: 0x5eed, ..Config::default() })
+    Connection::new(Role::Client, Config::client(0x5eed))
 }
 
 fn events(conn: &mut Connection, bytes: &[u8]) -> Result<Vec<Event>, ProtocolError> {
@@ -187,7 +187,7 @@ fn invalid_utf8_fails_before_the_frame_completes() {
 
 #[test]
 fn limits_answered_with_1009() {
-    let config = Config { max_frame_size: 100, max_message_size: 150, ..Config::default() };
+    let config = Config::default().max_frame_size(100).max_message_size(150);
     let mut s = Connection::new(Role::Server, config.clone());
     let wire = raw_client_frame(0x82, &[0; 101]);
     // Refused from the header alone, before the payload arrives.
@@ -347,7 +347,7 @@ fn expected(msg: &Msg) -> Event {
 }
 
 fn round_trip(from: Role, msgs: &[Msg], cuts: &[usize]) -> Result<(), TestCaseError> {
-    let mut sender = Connection::new(from, Config { mask_seed: 99, ..Config::default() });
+    let mut sender = Connection::new(from, Config::client(99));
     let mut receiver = Connection::new(from.peer(), Config::default());
     for m in msgs {
         send(&mut sender, m);
@@ -395,7 +395,7 @@ proptest! {
         data in proptest::collection::vec(any::<u8>(), 0..512),
         cuts in proptest::collection::vec(any::<usize>(), 0..6),
     ) {
-        let mut s = Connection::new(Role::Server, Config { max_frame_size: 200, max_message_size: 300, ..Config::default() });
+        let mut s = Connection::new(Role::Server, Config::default().max_frame_size(200).max_message_size(300));
         let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
         cuts.sort_unstable();
         let mut input = BytesMut::new();

@@ -12,6 +12,7 @@ use crate::{Member, SharedHandle, SocketInfo, WebSocketId};
 
 /// Why `open_server` failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OpenError {
     /// No live socket has this id (on any node).
     NotFound,

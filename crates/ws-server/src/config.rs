@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use ws_proto::CloseCode;
 
-/// Server-wide settings.
+/// Server-wide settings: every limit and timeout has a setter on
+/// [`ServerBuilder`](crate::ServerBuilder); [`ServerBuilder::config`](crate::ServerBuilder::config)
+/// takes a whole one.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Settings of every WebSocket (limits, close and keepalive timeouts).
     pub socket: ws_session::Config,

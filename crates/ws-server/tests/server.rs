@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use ws_proto::HandshakeError;
 use ws_server::{
     CloseCode, Connection, Error, OpenError, OriginPolicy, PostServer, PreServer, Registry, Reject, Server,
-    ServerBuilder, ServerConfig, WebSocketId, WebSocketServer, async_trait,
+    ServerBuilder, WebSocketId, WebSocketServer, async_trait,
 };
 use ws_session::{ConnectOptions, connect};
 
@@ -112,23 +112,16 @@ async fn start(builder: ServerBuilder) -> Running {
     running
 }
 
-fn quick_config() -> ServerConfig {
-    ServerConfig {
-        request_timeout: Duration::from_millis(300),
-        max_header_bytes: 4096,
-        shutdown_timeout: Duration::from_secs(3),
-        ..ServerConfig::default()
-    }
+/// A server builder with short timeouts and a small request head limit.
+fn quick() -> ServerBuilder {
+    Server::builder()
+        .request_timeout(Duration::from_millis(300))
+        .max_request_head(4096, 64)
+        .shutdown_timeout(Duration::from_secs(3))
 }
 
 async fn default_server() -> Running {
-    start(
-        Server::builder()
-            .config(quick_config())
-            .class("user", "Test.Echo", Echo::default)
-            .route("/echo", Echo::default),
-    )
-    .await
+    start(quick().class("user", "Test.Echo", Echo::default).route("/echo", Echo::default)).await
 }
 
 async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
@@ -220,7 +213,7 @@ async fn on_pre_server_rejects_with_403_and_chooses_the_subprotocol() {
         Err(Error::Handshake(HandshakeError::Status(403))) => {}
         other => panic!("{:?}", other.map(|_| ())),
     }
-    let options = ConnectOptions { protocols: vec!["chat".into(), "echo.v1".into()], ..Default::default() };
+    let options = ConnectOptions::default().protocol("chat").protocol("echo.v1");
     let (_ws, resp) = connect(&s.url("/echo"), &options).await.unwrap();
     assert_eq!(resp.protocol.as_deref(), Some("echo.v1"));
 }
@@ -233,8 +226,7 @@ async fn origin_allow_list() {
             .origins(OriginPolicy::AllowList(vec!["http://good.example".into()])),
     )
     .await;
-    let with_origin =
-        |o: &str| ConnectOptions { headers: vec![("Origin".into(), o.into())], ..Default::default() };
+    let with_origin = |o: &str| ConnectOptions::default().header("Origin", o);
     assert!(connect(&s.url("/echo"), &with_origin("http://good.example")).await.is_ok());
     match connect(&s.url("/echo"), &with_origin("http://evil.example")).await {
         Err(Error::Handshake(HandshakeError::Status(403))) => {}
@@ -251,10 +243,7 @@ async fn session_cookie_issued_and_reused_and_ids_unique() {
         page.lines().find_map(|l| l.strip_prefix("Set-Cookie: WSSESSIONID=")).expect("a session cookie");
     let session = cookie.split(';').next().unwrap().to_string();
 
-    let with_cookie = ConnectOptions {
-        headers: vec![("Cookie".into(), format!("WSSESSIONID={session}"))],
-        ..Default::default()
-    };
+    let with_cookie = ConnectOptions::default().header("Cookie", &format!("WSSESSIONID={session}"));
     let mut ids = Vec::new();
     for _ in 0..3 {
         let (mut ws, resp) = connect(&s.url("/echo?hello=1"), &with_cookie).await.unwrap();
@@ -352,8 +341,7 @@ async fn open_server_not_found_not_shared_and_shared() {
 async fn idle_shared_socket_closed_after_the_session_timeout() {
     let counter = Counter::default();
     let c = counter.clone();
-    let config = ServerConfig { session_timeout: Duration::from_millis(300), ..quick_config() };
-    let s = start(Server::builder().config(config).route("/shared", move || Counted {
+    let s = start(quick().session_timeout(Duration::from_millis(300)).route("/shared", move || Counted {
         inner: Echo::default(),
         counter: c.clone(),
         shared: true,
@@ -454,11 +442,7 @@ async fn close_code_after_data(raw: &mut TcpStream) -> Option<u16> {
 async fn a_slow_consumer_is_closed_with_1008_and_its_queue_bounded() {
     let counter = Counter::default();
     let s = start(
-        Server::builder()
-            .config(quick_config())
-            .max_queued_bytes(256 * 1024)
-            .max_write_buffer(64 * 1024)
-            .route("/echo", counter.dedicated()),
+        quick().max_queued_bytes(256 * 1024).max_write_buffer(64 * 1024).route("/echo", counter.dedicated()),
     )
     .await;
     let mut slow = raw_socket(s.addr, "/echo").await;
@@ -522,13 +506,9 @@ async fn cross_site_origin_refused_by_default_same_host_and_no_origin_accepted()
 
 #[tokio::test]
 async fn handshakes_over_the_cap_get_503_and_the_server_keeps_serving() {
-    let s = start(
-        Server::builder()
-            .config(ServerConfig { request_timeout: T, ..ServerConfig::default() })
-            .max_pending_handshakes(4)
-            .route("/echo", Echo::default),
-    )
-    .await;
+    let s =
+        start(Server::builder().request_timeout(T).max_pending_handshakes(4).route("/echo", Echo::default))
+            .await;
     let (mut ws, _) = connect(&s.url("/echo"), &ConnectOptions::default()).await.unwrap();
     let mut stalled = Vec::new();
     for _ in 0..4 {
@@ -556,12 +536,8 @@ async fn handshakes_over_the_cap_get_503_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn a_handshake_in_flight_at_shutdown_gets_503_and_shutdown_does_not_wait_for_it() {
-    let s = start(
-        Server::builder()
-            .config(ServerConfig { shutdown_timeout: Duration::from_secs(8), ..ServerConfig::default() })
-            .route("/echo", Echo::default),
-    )
-    .await;
+    let s =
+        start(Server::builder().shutdown_timeout(Duration::from_secs(8)).route("/echo", Echo::default)).await;
     let (mut ws, _) = connect(&s.url("/echo"), &ConnectOptions::default()).await.unwrap();
     let mut late = TcpStream::connect(s.addr).await.unwrap();
     late.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n").await.unwrap();

@@ -8,8 +8,18 @@ pub const DEFAULT_READ_LEN: usize = 32656;
 /// `read`'s default timeout, after IRIS (86400 s, one day).
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(86400);
 
-/// Settings of one connection. `Config::default()` suits a server; every field is public.
+/// Settings of one connection. `Config::default()` suits a server; every field is public,
+/// and each has a setter:
+///
+/// ```
+/// use std::time::Duration;
+/// let config = ws_session::Config::default()
+///     .max_message_size(1 << 20)
+///     .idle_timeout(Some(Duration::from_secs(60)));
+/// assert_eq!(config.protocol.max_message_size, 1 << 20);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Protocol limits (max frame and message size) and automatic pongs.
     pub protocol: ws_proto::Config,
@@ -59,5 +69,85 @@ impl Default for Config {
             keepalive_timeout: Duration::from_secs(20),
             idle_timeout: None,
         }
+    }
+}
+
+impl Config {
+    /// Sets [`protocol`](Config::protocol).
+    pub fn protocol(mut self, value: ws_proto::Config) -> Self {
+        self.protocol = value;
+        self
+    }
+
+    /// Sets [`max_write_buffer`](Config::max_write_buffer).
+    pub fn max_write_buffer(mut self, value: usize) -> Self {
+        self.max_write_buffer = value;
+        self
+    }
+
+    /// Sets [`write_timeout`](Config::write_timeout).
+    pub fn write_timeout(mut self, value: Option<Duration>) -> Self {
+        self.write_timeout = value;
+        self
+    }
+
+    /// Sets [`read_chunk`](Config::read_chunk).
+    pub fn read_chunk(mut self, value: usize) -> Self {
+        self.read_chunk = value;
+        self
+    }
+
+    /// Sets [`close_timeout`](Config::close_timeout).
+    pub fn close_timeout(mut self, value: Duration) -> Self {
+        self.close_timeout = value;
+        self
+    }
+
+    /// Sets [`linger_timeout`](Config::linger_timeout).
+    pub fn linger_timeout(mut self, value: Duration) -> Self {
+        self.linger_timeout = value;
+        self
+    }
+
+    /// Sets [`handshake_timeout`](Config::handshake_timeout).
+    pub fn handshake_timeout(mut self, value: Duration) -> Self {
+        self.handshake_timeout = value;
+        self
+    }
+
+    /// Sets [`max_handshake_size`](Config::max_handshake_size).
+    pub fn max_handshake_size(mut self, value: usize) -> Self {
+        self.max_handshake_size = value;
+        self
+    }
+
+    /// Sets [`keepalive_interval`](Config::keepalive_interval).
+    pub fn keepalive_interval(mut self, value: Option<Duration>) -> Self {
+        self.keepalive_interval = value;
+        self
+    }
+
+    /// Sets [`keepalive_timeout`](Config::keepalive_timeout).
+    pub fn keepalive_timeout(mut self, value: Duration) -> Self {
+        self.keepalive_timeout = value;
+        self
+    }
+
+    /// Sets [`idle_timeout`](Config::idle_timeout).
+    pub fn idle_timeout(mut self, value: Option<Duration>) -> Self {
+        self.idle_timeout = value;
+        self
+    }
+
+    /// Sets the protocol's largest message (see [`ws_proto::Config::max_message_size`]).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.protocol.max_message_size = bytes;
+        self
+    }
+
+    /// Sets the protocol's largest frame (see [`ws_proto::Config::max_frame_size`]).
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.protocol.max_frame_size = bytes;
+        self
     }
 }

@@ -145,8 +145,14 @@ async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, error: HandshakeError) ->
     Error::Handshake(error)
 }
 
-/// What a client sends and how long it waits.
+/// What a client sends and how long it waits: [`ConnectOptions::default`], then the setters.
+///
+/// ```
+/// let options = ws_session::ConnectOptions::default().protocol("chat").header("Origin", "http://127.0.0.1");
+/// assert_eq!(options.protocols, ["chat"]);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ConnectOptions {
     /// Subprotocols to offer, most preferred first.
     pub protocols: Vec<String>,
@@ -166,6 +172,32 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(10),
             config: Config::default(),
         }
+    }
+}
+
+impl ConnectOptions {
+    /// Offers `protocol` too (after those already offered: most preferred first).
+    pub fn protocol(mut self, protocol: &str) -> Self {
+        self.protocols.push(protocol.into());
+        self
+    }
+
+    /// Sends the header `name: value` too.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the limit on the TCP connect.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the connection's settings.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
     }
 }
 

@@ -63,7 +63,7 @@ async fn server_and_raw_client(config: Config) -> (WebSocket<TcpStream>, TcpStre
 }
 
 fn client_frames(build: impl FnOnce(&mut Connection)) -> BytesMut {
-    let mut c = Connection::new(Role::Client, ws_proto::Config { mask_seed: 7, ..Default::default() });
+    let mut c = Connection::new(Role::Client, ws_proto::Config::client(7));
     build(&mut c);
     c.take_output()
 }
@@ -232,7 +232,7 @@ async fn end_server_closes_with_1000() {
 
 #[tokio::test]
 async fn peer_that_never_answers_close_is_given_up_on() {
-    let config = Config { close_timeout: Duration::from_millis(200), ..Config::default() };
+    let config = Config::default().close_timeout(Duration::from_millis(200));
     let (mut server, raw) = server_and_raw_client(config).await;
     // The raw client never reads nor answers: end_server must still return, within its bound.
     let started = std::time::Instant::now();
@@ -267,10 +267,7 @@ async fn protocol_error_is_reported_and_answered() {
 
 #[tokio::test]
 async fn invalid_utf8_answered_with_1007_and_oversize_with_1009() {
-    let config = Config {
-        protocol: ws_proto::Config { max_message_size: 1000, ..Default::default() },
-        ..Config::default()
-    };
+    let config = Config::default().max_message_size(1000);
     let (mut server, mut raw) = server_and_raw_client(config.clone()).await;
     let mut bad = client_frames(|c| c.send_binary(b"\xff\xfe").unwrap());
     bad[0] = 0x81; // as text
@@ -291,7 +288,7 @@ async fn invalid_utf8_answered_with_1007_and_oversize_with_1009() {
 #[tokio::test]
 async fn slow_reader_makes_the_writer_wait_at_the_bound() {
     let bound = 256 * 1024;
-    let config = Config { max_write_buffer: bound, ..Config::default() };
+    let config = Config::default().max_write_buffer(bound);
     let (mut server, mut client) = pair_with(config).await;
     let chunk = vec![0x5A; 64 * 1024];
     let mut sent = 0usize;
@@ -335,12 +332,10 @@ async fn pings_are_answered_and_keepalive_gives_up_on_a_silent_peer() {
     assert!(err.is_timeout());
     assert!(client_side.await.unwrap().unwrap_err().is_timeout());
 
-    let config = Config {
-        keepalive_interval: Some(Duration::from_millis(50)),
-        keepalive_timeout: Duration::from_millis(100),
-        close_timeout: Duration::from_millis(100),
-        ..Config::default()
-    };
+    let config = Config::default()
+        .keepalive_interval(Some(Duration::from_millis(50)))
+        .keepalive_timeout(Duration::from_millis(100))
+        .close_timeout(Duration::from_millis(100));
     let (mut server, _raw) = server_and_raw_client(config).await;
     match server.read(10, T).await {
         Err(Error::Closed { code, reason }) => {
@@ -353,11 +348,9 @@ async fn pings_are_answered_and_keepalive_gives_up_on_a_silent_peer() {
 
 #[tokio::test]
 async fn keepalive_keeps_a_responsive_peer() {
-    let config = Config {
-        keepalive_interval: Some(Duration::from_millis(30)),
-        keepalive_timeout: Duration::from_millis(100),
-        ..Config::default()
-    };
+    let config = Config::default()
+        .keepalive_interval(Some(Duration::from_millis(30)))
+        .keepalive_timeout(Duration::from_millis(100));
     let (mut server, mut client) = pair_with(config).await;
     let client_side = tokio::spawn(async move {
         // Reading answers the pings; after a while send one message.
@@ -371,7 +364,7 @@ async fn keepalive_keeps_a_responsive_peer() {
 
 #[tokio::test]
 async fn idle_timeout_closes_with_1001() {
-    let config = Config { idle_timeout: Some(Duration::from_millis(100)), ..Config::default() };
+    let config = Config::default().idle_timeout(Some(Duration::from_millis(100)));
     let (mut server, mut client) = pair_with(config).await;
     let client_side = tokio::spawn(async move { client.read(10, T).await });
     assert!(matches!(server.read(10, T).await, Err(Error::Closed { code: CloseCode(1001), .. })));
@@ -427,8 +420,7 @@ async fn subprotocol_negotiated() {
         .await
         .unwrap()
     });
-    let options =
-        ConnectOptions { protocols: vec!["chat.v3".into(), "chat.v2".into()], ..Default::default() };
+    let options = ConnectOptions::default().protocol("chat.v3").protocol("chat.v2");
     let (client, resp) = connect(&url, &options).await.unwrap();
     assert_eq!(resp.protocol.as_deref(), Some("chat.v2"));
     assert_eq!(client.protocol(), Some("chat.v2"));
@@ -439,7 +431,7 @@ async fn subprotocol_negotiated() {
 async fn a_peer_that_pings_and_never_reads_holds_bounded_output() {
     // The server's output is bounded at 16 KiB; the raw client floods Pings and reads nothing.
     let bound = 16 * 1024;
-    let config = Config { max_write_buffer: bound, write_timeout: None, ..Config::default() };
+    let config = Config::default().max_write_buffer(bound).write_timeout(None);
     let (mut server, mut raw) = server_and_raw_client(config).await;
     let ping = client_frames(|c| c.ping(&[0x42; 125]).unwrap());
     let reader = tokio::spawn(async move {
@@ -472,7 +464,7 @@ async fn a_peer_that_pings_and_never_reads_holds_bounded_output() {
 
 #[tokio::test]
 async fn a_peer_that_accepts_no_bytes_is_given_up_after_the_write_timeout() {
-    let config = Config { write_timeout: Some(Duration::from_millis(300)), ..Config::default() };
+    let config = Config::default().write_timeout(Some(Duration::from_millis(300)));
     let (mut server, raw) = server_and_raw_client(config).await;
     // The client reads nothing: the server's writes fill the kernel's buffers, then stall.
     let chunk = vec![0x5A; 64 * 1024];
@@ -502,11 +494,7 @@ async fn a_peer_that_accepts_no_bytes_is_given_up_after_the_write_timeout() {
 async fn a_waiting_read_gives_up_a_peer_that_accepts_no_bytes() {
     // A write bound high enough that 32 MiB queue without waiting: more than the kernel's
     // buffers take.
-    let config = Config {
-        write_timeout: Some(Duration::from_millis(300)),
-        max_write_buffer: 64 << 20,
-        ..Config::default()
-    };
+    let config = Config::default().write_timeout(Some(Duration::from_millis(300))).max_write_buffer(64 << 20);
     let (mut server, raw) = server_and_raw_client(config).await;
     let chunk = vec![1u8; 64 * 1024];
     for _ in 0..512 {

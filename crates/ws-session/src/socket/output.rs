@@ -104,6 +104,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             SendError::ControlFrameTooLong => Error::InvalidInput("control payload over 125 bytes".into()),
             SendError::FragmentOrder => Error::InvalidInput("frame sent out of order".into()),
             SendError::InvalidCloseCode(c) => Error::InvalidInput(format!("close code {c}")),
+            other => Error::InvalidInput(other.to_string()),
         }
     }
 
