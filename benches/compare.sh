@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side load benchmark (issue 6): our servers against tokio-tungstenite and
-# fastwebsockets, same load (wsload), same run, with ratios.
+# fastwebsockets, and against the floor in the echo scenarios, same load (wsload), same run,
+# with ratios. How to read it, and the latest tables: benches/README.md.
 #
 #   bash benches/compare.sh            # ROUNDS=3 rounds of DURATION=10 s runs (~20 min)
 #   QUICK=1 bash benches/compare.sh    # 1 round of 2 s runs (~3 min), for a first look
@@ -38,13 +39,9 @@ if [ "$(ulimit -n)" -lt $((BROADCAST_CONNS + 100)) ] || [ "$(ulimit -n)" -lt $((
 fi
 if [ "$(nproc)" -ge 2 ]; then
   SERVER_CPU=(taskset -c 0) LOAD_CPU=(taskset -c 1)
-  # wsload probes how far apart CPUs 0 and 1 are every 100 ms (a VM's host moves its vCPUs,
-  # and a loopback server's CPU per message moves with them) and sums its figures per
-  # placement: the second table of each load scenario compares servers in the same placement.
-  PLACEMENT=(--placement 0,1)
 else
   echo "compare.sh: fewer than 2 CPUs, running unpinned (figures will be disturbed)" >&2
-  SERVER_CPU=() LOAD_CPU=() PLACEMENT=()
+  SERVER_CPU=() LOAD_CPU=()
 fi
 
 echo "== building (release)" >&2
@@ -61,7 +58,6 @@ server_cmd() {
     tungstenite) echo "$T/peer-tungstenite" ;;
     fastwebsockets) echo "$T/peer-fastwebsockets" ;;
     floor) echo "$T/floor" ;;
-    floor-uring) echo "$T/floor-uring" ;;
     tungstenite-broadcast) echo "$T/peer-tungstenite-broadcast" ;;
   esac
 }
@@ -73,11 +69,9 @@ server_path() { # server mode
   esac
 }
 ECHO_SERVERS=(ours-demo ours-autobahn tungstenite fastwebsockets)
-# The echo scenarios also run the floors: `floor` (benches/src/bin/floor.rs), a bare epoll loop
-# that echoes in place with no runtime, about the least CPU per message an echo costs on this
-# kernel, and `floor-uring` (floor-uring.rs), the same echo with its system calls batched by an
-# io_uring.
-FLOOR_SERVERS=(floor floor-uring)
+# The echo scenarios also run the floor (benches/src/bin/floor.rs): a bare epoll loop that
+# echoes in place with no runtime, about the least CPU per message an echo costs on this kernel.
+FLOOR_SERVERS=(floor)
 BROADCAST_SERVERS=(ours-demo tungstenite-broadcast)
 
 # name|wsload arguments|label — the servers follow from --mode.
@@ -137,13 +131,13 @@ for scenario in "${SCENARIOS[@]}"; do
       start_server "$server"
       # shellcheck disable=SC2086
       if ! line=$("${LOAD_CPU[@]}" "$T/wsload" --url "ws://$SERVER_ADDR$(server_path "$server" "$mode")" $args \
-          --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" "${PLACEMENT[@]}" --json) || [ -z "$line" ]; then
+          --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json) || [ -z "$line" ]; then
         line='{"failed":true}'
       fi
       stop_server
       printf '{"scenario":"%s","server":"%s","round":%d,%s\n' "$name" "$server" "$round" "${line#\{}" >>"$RESULTS"
       printf '%-28s round %d  %-22s %s\n' "$name" "$round" "$server" \
-        "$(grep -o '"msgs_per_s":[1-9][0-9.]*\|"bytes_per_conn":[0-9.-]\+\|"errors":[0-9]\+\|"failed":true' <<<"${line%%\"placement\"*}" | tr '\n' ' ')" >&2
+        "$(grep -o '"msgs_per_s":[1-9][0-9.]*\|"bytes_per_conn":[0-9.-]\+\|"errors":[0-9]\+\|"failed":true' <<<"$line" | tr '\n' ' ')" >&2
       # A run with errors says what they were (wsload's first few notes), and keeps its server's log.
       if ! grep -q '"errors":0,' <<<"$line"; then
         grep -o '"notes":\[[^]]*\]' <<<"$line" | sed 's/^/    /' >&2 || true
@@ -211,37 +205,12 @@ for name in order:
               f"{num(share * 100 if share is not None else None, '.0f') + ' %':>12}{errors[s]:>8}"
               + (f"  ({failed[s]} failed)" if failed[s] else ""))
     print(f"{'ours / peer':<40}{'msgs/s':>10}{'CPU/msg':>10}   (msgs/s > 1: ours faster; CPU/msg < 1: ours cheaper)")
-    # Ours against every peer, then each floor against the others: how far below them any
-    # server could go here.
+    # Ours against every peer and the floor, then the floor against the peers: how far below
+    # them any server could go here.
     pairs = [(o, p) for o in ours for p in peers]
-    floors = [p for p in peers if p.startswith("floor")]
-    pairs += [(f, p) for i, f in enumerate(floors) for p in peers if p not in floors[:i + 1]]
+    pairs += [("floor", p) for p in peers if "floor" in peers and p != "floor"]
     for a, b in pairs:
         print(f"{a + ' / ' + b:<40}{ratio(med(by[a], 'msgs_per_s'), med(by[b], 'msgs_per_s')):>10}"
               f"{ratio(med(by[a], 'server_cpu_us_per_msg'), med(by[b], 'server_cpu_us_per_msg')):>10}")
-    # The same runs summed per placement of CPUs 0 and 1 (wsload --placement): every 100 ms
-    # slice whose probes at both ends agree counts toward "close" (the CPUs share a core's
-    # caches) or "distant"; rates and CPU per message are totals over all rounds' slices.
-    placed = {s: {k: [r["placement"][k] for r in by[s] if r.get("placement")] for k in ("close", "distant")}
-              for s in servers}
-    if not any(placed[s]["close"] or placed[s]["distant"] for s in servers):
-        continue
-    def pooled(s, k):
-        parts = placed[s][k]
-        secs = sum(p["s"] for p in parts)
-        msgs = sum(p["messages"] for p in parts)
-        cpu = sum(p["server_cpu_ns"] for p in parts)
-        return (secs, msgs / secs if secs else None, cpu / 1000 / msgs if msgs else None)
-    print(f"by placement of CPUs 0 and 1 (all rounds' 100 ms slices; CPU from scheduler run time):")
-    print(f"{'server':<24}{'close s':>9}{'msgs/s':>12}{'CPU µs/msg':>12}{'distant s':>11}{'msgs/s':>12}{'CPU µs/msg':>12}")
-    for s in servers:
-        cs, cr, cc = pooled(s, "close")
-        ds, dr, dc = pooled(s, "distant")
-        print(f"{s:<24}{cs:>9.1f}{num(cr, ',.0f'):>12}{num(cc, '.3f'):>12}{ds:>11.1f}{num(dr, ',.0f'):>12}{num(dc, '.3f'):>12}")
-    print(f"{'ours / peer, same placement':<40}{'close msgs/s':>14}{'CPU/msg':>9}{'distant msgs/s':>16}{'CPU/msg':>9}")
-    for a, b in pairs:
-        (_, acr, acc), (_, adr, adc) = pooled(a, "close"), pooled(a, "distant")
-        (_, bcr, bcc), (_, bdr, bdc) = pooled(b, "close"), pooled(b, "distant")
-        print(f"{a + ' / ' + b:<40}{ratio(acr, bcr):>14}{ratio(acc, bcc):>9}{ratio(adr, bdr):>16}{ratio(adc, bdc):>9}")
 PY
 echo "raw results: $RESULTS; table: $TABLE" >&2

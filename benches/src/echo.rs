@@ -86,7 +86,7 @@ impl Exchange<'_> {
                         self.expected().len()
                     ));
                 } else if self.tally.measuring.get() {
-                    self.tally.latency.borrow_mut().record(waited);
+                    self.tally.record_latency(waited);
                     self.tally.delivered();
                     self.in_window += 1;
                 }

@@ -1,31 +1,11 @@
-//! What the two floor servers (`floor`, on epoll, and `floor-uring`, on io_uring) share: their
-//! command line, the opening handshake, and answering whole frames in place in a receive
-//! buffer. Only what
+//! The floor server's WebSocket part (`floor`, benches/src/bin/floor.rs, is its epoll loop):
+//! the opening handshake, and answering whole frames in place in a receive buffer. Only what
 //! `wsload`'s echo load needs: no UTF-8 validation, no fragmented messages, no control frames
 //! but Close and Ping.
 
-use std::io::{self, Write as _};
-use std::net::TcpListener;
 use std::os::fd::RawFd;
 
-/// Binds the address given by `--addr` (default 127.0.0.1:9007), the floors' only argument,
-/// and prints `listening on ADDR` for the scripts that start them.
-pub fn listen_from_args() -> io::Result<TcpListener> {
-    let mut args = std::env::args().skip(1);
-    let mut addr = "127.0.0.1:9007".to_owned();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or_else(|| io::Error::other("--addr needs a value"))?,
-            other => return Err(io::Error::other(format!("unknown argument {other}"))),
-        }
-    }
-    let listener = TcpListener::bind(&addr)?;
-    println!("listening on {}", listener.local_addr()?);
-    io::stdout().flush()?;
-    Ok(listener)
-}
-
-/// Sets `TCP_NODELAY` on an accepted socket, as every server measured beside the floors does.
+/// Sets `TCP_NODELAY` on an accepted socket, as every server measured beside the floor does.
 pub fn set_nodelay(fd: RawFd) {
     let one: libc::c_int = 1;
     // SAFETY: `fd` is an open socket and the option value is a live c_int of the given size.
@@ -40,7 +20,7 @@ pub fn set_nodelay(fd: RawFd) {
     }
 }
 
-/// The connection ends: the peer closed (its Close is answered), failed, or sent what a floor
+/// The connection ends: the peer closed (its Close is answered), failed, or sent what the floor
 /// server does not take.
 #[derive(Debug, PartialEq, Eq)]
 pub struct End;
@@ -82,7 +62,7 @@ pub fn answer_frames(
         let (len, header) = match rest[1] & 0x7f {
             126 if rest.len() >= 4 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 8),
             126 => return (pos, Ok(())),
-            127 => return (pos, Err(End)), // longer than any floor's buffer
+            127 => return (pos, Err(End)), // longer than the floor's buffer
             n => (usize::from(n), 6),
         };
         if !masked || header + len > max_frame {

@@ -1,6 +1,7 @@
 //! Benchmarks of the WebSocket stack and the `wsload` load generator. `cargo bench -p benches`
 //! runs the criterion suites in `benches/`; `wsload` drives a running server over loopback and
-//! `benches/compare.sh` sets it against tokio-tungstenite and fastwebsockets (issue 6).
+//! `benches/compare.sh` sets it against tokio-tungstenite, fastwebsockets and a bare epoll
+//! floor (the method and the latest figures: `benches/README.md`).
 //! This is not a WebSocket client library: frames are built once, masked with a fixed key, and
 //! the handshake is a fixed request. Start with [`Options`] and [`run`].
 
@@ -9,11 +10,10 @@ mod echo;
 pub mod floor;
 mod frame;
 mod handshake;
-mod histogram;
+mod listen;
 mod message;
 mod options;
 mod payload;
-mod placement;
 mod process;
 mod report;
 mod run;
@@ -25,12 +25,11 @@ pub use frame::{
     mask_in_place,
 };
 pub use handshake::{HandshakeError, Target, check_response};
-pub use histogram::Histogram;
+pub use listen::listen;
 pub use message::{Event, MessageReader, ProtocolError};
-pub use options::{BROADCAST_TAG, MAX_CONNECTIONS, MAX_SIZE, Mode, Options, USAGE};
+pub use options::{BROADCAST_TAG, MAX_CONNECTIONS, MAX_SIZE, Mode, Options};
 pub use payload::{BroadcastFrame, EchoMessages, broadcast_payload, broadcast_tag, echo_payload};
-pub use placement::{CLOSE_BELOW_NS, Placement, PlacementTotals};
-pub use process::{clock_ticks, cpu_time, rss_bytes, run_time_ns, stat_cpu_ticks};
+pub use process::{clock_ticks, cpu_time, rss_bytes, stat_cpu_ticks};
 pub use report::Report;
 pub use run::{deadline, run};
 pub use socket::{Failure, Socket};

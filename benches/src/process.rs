@@ -45,19 +45,6 @@ pub fn cpu_time(pid: Option<u32>) -> io::Result<Duration> {
     Ok(Duration::from_micros(ticks * 1_000_000 / clock_ticks()))
 }
 
-/// Time the scheduler has run process `pid`'s live threads so far, in nanoseconds (the first
-/// field of each `/proc/PID/task/TID/schedstat`): exact, where `/proc/PID/stat` counts clock
-/// ticks, so it can time slices of a run.
-pub fn run_time_ns(pid: u32) -> io::Result<u64> {
-    let mut total = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        // A thread that ended between the listing and the read is skipped.
-        let Ok(line) = std::fs::read_to_string(task?.path().join("schedstat")) else { continue };
-        total += line.split_whitespace().next().and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    }
-    Ok(total)
-}
-
 /// Resident set size of process `pid` in bytes (`VmRSS` in `/proc/PID/status`).
 pub fn rss_bytes(pid: u32) -> io::Result<u64> {
     let path = format!("/proc/{pid}/status");
@@ -85,29 +72,5 @@ mod tests {
     fn this_process() {
         assert!(cpu_time(None).is_ok());
         assert!(rss_bytes(std::process::id()).unwrap() > 0);
-    }
-
-    /// The two CPU clocks agree on a busy process: `run_time_ns` (schedstat) is at least what
-    /// `/proc/PID/stat`'s ticks counted, less a tick. A child is timed, not this process, whose
-    /// test threads come and go (a thread that ends drops out of the live threads' sum) and
-    /// share two cores with the other tests, so the wait is on the child's CPU time, not on
-    /// a wall clock.
-    #[test]
-    fn a_busy_child_is_timed_alike_by_both_clocks() {
-        let mut child =
-            std::process::Command::new("yes").stdout(std::process::Stdio::null()).spawn().expect("spawn yes");
-        let pid = child.id();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut ticked = Duration::ZERO;
-        while ticked < Duration::from_millis(50) && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-            ticked = cpu_time(Some(pid)).unwrap();
-        }
-        let run = run_time_ns(pid).unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert!(ticked >= Duration::from_millis(50), "yes ran {ticked:?} in 20 s");
-        let tick = Duration::from_nanos(1_000_000_000 / clock_ticks());
-        assert!(Duration::from_nanos(run) + tick >= ticked, "schedstat {run} ns, stat {ticked:?}");
     }
 }

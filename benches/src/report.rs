@@ -5,7 +5,6 @@ use std::fmt;
 use serde_json::{Value, json};
 
 use crate::options::{Mode, Options};
-use crate::placement::{Placement, PlacementTotals};
 use crate::tally::Tally;
 
 /// The figures of one run. Rates are over the measured window only.
@@ -49,8 +48,6 @@ pub struct Report {
     pub server_cpu_s: Option<f64>,
     /// The load generator's own CPU time in the window, seconds.
     pub wsload_cpu_s: Option<f64>,
-    /// With `--placement`: the window's figures per placement of the two CPUs.
-    pub placement: Option<Placement>,
     /// Idle: the server's VmRSS before opening the connections, bytes.
     pub rss_before: Option<u64>,
     /// Idle: its VmRSS with them open.
@@ -69,7 +66,7 @@ impl Report {
             connections: options.connections,
             size: options.size,
             inflight: options.inflight,
-            senders: options.senders,
+            senders: options.senders(),
             ..Report::default()
         }
     }
@@ -78,9 +75,9 @@ impl Report {
         self.messages = tally.messages.get();
         self.rounds = tally.rounds.get();
         let latency = tally.latency.borrow();
-        let us = |d: std::time::Duration| d.as_nanos() as f64 / 1000.0;
-        self.p50_us = us(latency.quantile(0.5));
-        self.p99_us = us(latency.quantile(0.99));
+        let us = |ns: u64| ns as f64 / 1000.0;
+        self.p50_us = us(latency.value_at_quantile(0.5));
+        self.p99_us = us(latency.value_at_quantile(0.99));
         self.max_us = us(latency.max());
         self.errors = tally.errors.get();
         self.close_errors = tally.close_errors.get();
@@ -140,22 +137,6 @@ impl Report {
             "rss_before": self.rss_before,
             "rss_after": self.rss_after,
             "bytes_per_conn": self.bytes_per_conn().map(f64::round),
-            "placement": self.placement.as_ref().map(|p| {
-                let totals = |t: &PlacementTotals| json!({
-                    "s": round(t.seconds),
-                    "messages": t.messages,
-                    "server_cpu_ns": t.server_cpu_ns,
-                    "msgs_per_s": t.msgs_per_s().map(round),
-                    "server_cpu_us_per_msg": t.cpu_us_per_msg().map(|x| (x * 1000.0).round() / 1000.0),
-                });
-                json!({
-                    "close": totals(&p.close),
-                    "distant": totals(&p.distant),
-                    "mixed_s": round(p.mixed_s),
-                    "probe_min_ns": p.probe_min_ns.map(f64::round),
-                    "probe_max_ns": p.probe_max_ns.map(f64::round),
-                })
-            }),
         })
     }
 }
@@ -201,23 +182,6 @@ impl fmt::Display for Report {
             }
             if let Some(share) = self.wsload_cpu_share() {
                 writeln!(f, "wsload CPU {:.0} % of one core", share * 100.0)?;
-            }
-            if let Some(p) = &self.placement {
-                writeln!(
-                    f,
-                    "placement (CPU round trip {:.0}-{:.0} ns; close under {:.0}): {:.1} s close, {:.1} s distant, {:.1} s mixed",
-                    p.probe_min_ns.unwrap_or(f64::NAN),
-                    p.probe_max_ns.unwrap_or(f64::NAN),
-                    crate::placement::CLOSE_BELOW_NS,
-                    p.close.seconds,
-                    p.distant.seconds,
-                    p.mixed_s
-                )?;
-                for (name, t) in [("close", &p.close), ("distant", &p.distant)] {
-                    if let (Some(rate), Some(per)) = (t.msgs_per_s(), t.cpu_us_per_msg()) {
-                        writeln!(f, "  {name:<8} {rate:.0} msgs/s, server CPU {per:.3} µs per message")?;
-                    }
-                }
             }
         }
         writeln!(f, "errors: {}, close errors: {}", self.errors, self.close_errors)?;

@@ -9,7 +9,6 @@ use tokio::task::LocalSet;
 
 use crate::options::{Mode, Options};
 use crate::payload::EchoMessages;
-use crate::placement::{Placement, Probe};
 use crate::process;
 use crate::report::Report;
 use crate::socket::Socket;
@@ -87,12 +86,7 @@ async fn run_local(options: Rc<Options>) -> Report {
         let own_cpu = process::cpu_time(None).ok();
         let window = Instant::now();
         tally.measuring.set(true);
-        match (options.placement, options.server_pid) {
-            (Some(cpus), Some(pid)) => {
-                report.placement = Some(measure_placed(&options, cpus, pid, &tally).await)
-            }
-            _ => tokio::time::sleep(options.duration).await,
-        }
+        tokio::time::sleep(options.duration).await;
         tally.measuring.set(false);
         report.window_s = window.elapsed().as_secs_f64();
         let server_cpu_after = options.server_pid.map(|pid| process::cpu_time(Some(pid)));
@@ -118,39 +112,6 @@ async fn run_local(options: Rc<Options>) -> Report {
     }
     report.fill(&tally);
     report
-}
-
-/// Length of a slice of the window whose placement is probed at both ends.
-const SLICE: Duration = Duration::from_millis(100);
-
-/// The measured window, cut into slices: each ends with a probe of the two CPUs' distance and
-/// a reading of the server's run time, and counts toward the placement its two probes agree
-/// on. (The probe blocks this thread, and with it every connection: for microseconds per
-/// slice, up to ~40 ms when the probe's partner cannot get the server's CPU.)
-async fn measure_placed(options: &Options, cpus: (usize, usize), pid: u32, tally: &Tally) -> Placement {
-    let mut placement = Placement::default();
-    let mut probe = match Probe::start(cpus.1, cpus.0) {
-        Ok(probe) => probe,
-        Err(e) => {
-            tally.error(format_args!("--placement: {e}"));
-            tokio::time::sleep(options.duration).await;
-            return placement;
-        }
-    };
-    let end = Instant::now() + options.duration;
-    let mut probed = probe.measure();
-    let mut at = Instant::now();
-    let mut messages = tally.messages.get();
-    let mut cpu = process::run_time_ns(pid).unwrap_or(0);
-    while at < end {
-        tokio::time::sleep_until((at + SLICE).min(end).into()).await;
-        let next = probe.measure();
-        let (now, now_messages, now_cpu) =
-            (Instant::now(), tally.messages.get(), process::run_time_ns(pid).unwrap_or(cpu));
-        placement.record(probed, next, (now - at).as_secs_f64(), now_messages - messages, now_cpu - cpu);
-        (probed, at, messages, cpu) = (next, now, now_messages, now_cpu);
-    }
-    placement
 }
 
 /// One connection's life: open, wait for the load to start, run it, close.
@@ -186,7 +147,7 @@ async fn connection(options: &Options, tally: &Tally, echo_messages: &EchoMessag
         }
         Mode::Broadcast => {
             let result =
-                broadcast::drive(&mut socket, index, options.senders, options.size, tally, stopped).await;
+                broadcast::drive(&mut socket, index, options.senders(), options.size, tally, stopped).await;
             if result.is_err() {
                 tally.receiver_lost();
             }

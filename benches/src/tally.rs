@@ -3,14 +3,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt::Display;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use tokio::sync::{Notify, watch};
-
-use crate::histogram::Histogram;
 
 /// How many error descriptions are kept for the report.
 const NOTES: usize = 5;
+/// The longest latency told apart from longer ones (the longest window `--duration` allows).
+const LATENCY_MAX: Duration = Duration::from_secs(3600);
 
 /// Where the run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +34,8 @@ pub(crate) struct Tally {
     pub(crate) errors: Cell<u64>,
     pub(crate) close_errors: Cell<u64>,
     pub(crate) notes: RefCell<Vec<String>>,
-    /// Echo: send → echo per message. Broadcast: first send → last delivery per round.
-    pub(crate) latency: RefCell<Histogram>,
+    /// Echo: send → echo per message. Broadcast: first send → last delivery per round. In ns.
+    pub(crate) latency: RefCell<Histogram<u64>>,
     pub(crate) connected: Cell<usize>,
     /// Connections opened or given up on; `changed` fires as it moves.
     pub(crate) settled: Cell<usize>,
@@ -59,7 +60,9 @@ impl Tally {
             errors: Cell::new(0),
             close_errors: Cell::new(0),
             notes: RefCell::new(Vec::new()),
-            latency: RefCell::new(Histogram::new()),
+            latency: RefCell::new(
+                Histogram::new_with_bounds(1, LATENCY_MAX.as_nanos() as u64, 3).expect("valid bounds"),
+            ),
             connected: Cell::new(0),
             settled: Cell::new(0),
             finished: Cell::new(0),
@@ -98,6 +101,12 @@ impl Tally {
         }
     }
 
+    /// Records one latency (echo or round).
+    pub(crate) fn record_latency(&self, latency: Duration) {
+        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.latency.borrow_mut().saturating_record(ns);
+    }
+
     pub(crate) fn bump(&self, counter: &Cell<usize>) {
         counter.set(counter.get() + 1);
         self.changed.notify_one();
@@ -123,7 +132,7 @@ impl Tally {
         self.round_done.set(0);
         if self.measuring.get() {
             self.rounds.set(self.rounds.get() + 1);
-            self.latency.borrow_mut().record(self.round_started.get().elapsed());
+            self.record_latency(self.round_started.get().elapsed());
         }
         if *self.phase.borrow() == Phase::Running {
             // Not in one expression: the borrow would still hold the lock `send_replace` takes.

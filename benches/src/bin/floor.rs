@@ -6,9 +6,9 @@
 //! socket), no async runtime, no allocation per message, one receive buffer for all
 //! connections, and each echo answered in place: the payload is unmasked where it was
 //! received, the answer's header written over the mask key before it, and the answers of a
-//! receive go out in one `sendmsg` straight from that buffer (`benches::floor`, shared with
-//! `floor-uring`). No checks beyond the framing (no UTF-8 validation, no fragmented messages,
-//! no control frames but Close and Ping).
+//! receive go out in one `sendmsg` straight from that buffer (`benches::floor`). No checks
+//! beyond the framing (no UTF-8 validation, no fragmented messages, no control frames but
+//! Close and Ping).
 //!
 //! Not a server to run: it answers `wsload`'s echo load and little else. `compare.sh` runs it
 //! beside the real servers, so the share of a server's CPU that is the kernel's loopback TCP
@@ -20,7 +20,7 @@ use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use benches::floor::{End, answer_frames, answer_handshake, listen_from_args, set_nodelay};
+use benches::floor::{End, answer_frames, answer_handshake, set_nodelay};
 
 /// The receive buffer, and so the largest frame taken (with its header).
 const BUF: usize = 64 * 1024;
@@ -170,7 +170,6 @@ fn serve(fd: RawFd, conn: &mut Conn, shared: &mut Shared) -> Result<(), End> {
 }
 
 fn run(listener: TcpListener) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
     // SAFETY: creates a descriptor that `owned` takes.
     let epoll = owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
     let add = |fd: RawFd, events: libc::c_int, data: u64| {
@@ -242,5 +241,8 @@ fn run(listener: TcpListener) -> io::Result<()> {
 }
 
 fn main() -> io::Result<()> {
-    run(listen_from_args()?)
+    run(benches::listen(
+        "The floor: a bare epoll echo server, the least CPU an echo costs (any path).",
+        "127.0.0.1:9007",
+    )?)
 }

@@ -39,9 +39,10 @@ fn main() -> std::io::Result<()> {
 }
 
 async fn serve() -> std::io::Result<()> {
-    let addr = arg_value("--addr").unwrap_or_else(|| "127.0.0.1:9005".into());
-    let listener = TcpListener::bind(&addr).await?;
-    println!("listening on {}", listener.local_addr()?);
+    let listener = TcpListener::from_std(benches::listen(
+        "The fastwebsockets echo server, after its examples/echo_server.rs (any path).",
+        "127.0.0.1:9005",
+    )?)?;
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
@@ -51,9 +52,4 @@ async fn serve() -> std::io::Result<()> {
                 http1::Builder::new().serve_connection(io, service_fn(server_upgrade)).with_upgrades().await;
         });
     }
-}
-
-fn arg_value(name: &str) -> Option<String> {
-    let mut args = std::env::args();
-    args.find(|a| a == name).and_then(|_| args.next())
 }

@@ -48,18 +48,14 @@ fn main() -> std::io::Result<()> {
 }
 
 async fn serve() -> std::io::Result<()> {
-    let addr = arg_value("--addr").unwrap_or_else(|| "127.0.0.1:9004".into());
     let state = PeerMap::new(Mutex::new(HashMap::new()));
-    let listener = TcpListener::bind(&addr).await?;
-    println!("listening on {}", listener.local_addr()?);
+    let listener = TcpListener::from_std(benches::listen(
+        "The tokio-tungstenite broadcast server, after its examples/server.rs (any path).",
+        "127.0.0.1:9004",
+    )?)?;
     loop {
         let (stream, addr) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         tokio::spawn(handle_connection(state.clone(), stream, addr));
     }
-}
-
-fn arg_value(name: &str) -> Option<String> {
-    let mut args = std::env::args();
-    args.find(|a| a == name).and_then(|_| args.next())
 }

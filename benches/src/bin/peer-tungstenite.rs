@@ -11,9 +11,10 @@ fn main() -> std::io::Result<()> {
 }
 
 async fn serve() -> std::io::Result<()> {
-    let addr = arg_value("--addr").unwrap_or_else(|| "127.0.0.1:9003".into());
-    let listener = TcpListener::bind(&addr).await?;
-    println!("listening on {}", listener.local_addr()?);
+    let listener = TcpListener::from_std(benches::listen(
+        "The tokio-tungstenite echo server, after its examples/echo-server.rs (any path).",
+        "127.0.0.1:9003",
+    )?)?;
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
@@ -26,9 +27,4 @@ async fn accept_connection(stream: TcpStream) {
     let (write, read) = ws_stream.split();
     // As in the example: forward only text and binary messages.
     let _ = read.try_filter(|msg| future::ready(msg.is_text() || msg.is_binary())).forward(write).await;
-}
-
-fn arg_value(name: &str) -> Option<String> {
-    let mut args = std::env::args();
-    args.find(|a| a == name).and_then(|_| args.next())
 }

@@ -9,13 +9,7 @@ use std::process::ExitCode;
 use benches::Options;
 
 fn main() -> ExitCode {
-    let options = match Options::parse(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
+    let options = Options::from_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let deadline = benches::deadline(&options);
     // A watchdog outside the runtime: whatever the server does, the run ends.
     std::thread::spawn(move || {
