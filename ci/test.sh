@@ -43,6 +43,11 @@ bash ci/interop.sh
 step "Load smoke: wsload against the demo's echo and broadcast classes (1000 conns on one core: no echo over 0.5 s), zero errors"
 bash ci/load-smoke.sh
 
+step "Hostile clients against the demo (ping flood, slow consumers, slow-loris, SIGTERM/SIGINT, cross-site Origin, late handshake), with the server's RSS"
+cargo clippy -p examples --test hostile -- -D warnings
+cargo test --release -p examples --test hostile -- --test-threads=1 --nocapture 2>&1 | tee target/hostile.log
+grep 'hostile: ' target/hostile.log > target/hostile-figures.txt || true
+
 step "Browser: the chat page in headless Chromium"
 bash ci/browser.sh
 

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -206,9 +206,21 @@ impl ServerBuilder {
         self
     }
 
-    /// Binds the listener (`127.0.0.1:8080` is the demo's default).
+    /// Binds the listener (`127.0.0.1:8080` is the demo's default), with a listen backlog of
+    /// 1024 connections waiting to be accepted (the standard library's 128 overflows when
+    /// thousands of clients reconnect at once).
     pub async fn bind(self, addr: impl ToSocketAddrs) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(addr).await?;
+        let mut failed = None;
+        for addr in tokio::net::lookup_host(addr).await? {
+            match listen(addr) {
+                Ok(listener) => return self.serve_on(listener),
+                Err(e) => failed = Some(e),
+            }
+        }
+        Err(failed.unwrap_or_else(|| std::io::Error::other("no address to bind")))
+    }
+
+    fn serve_on(self, listener: TcpListener) -> std::io::Result<Server> {
         let local_addr = listener.local_addr()?;
         let permits = |n: usize| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS)));
         let pending = permits(self.config.max_pending_handshakes);
@@ -229,4 +241,14 @@ impl ServerBuilder {
         });
         Ok(Server { listener, local_addr, shared })
     }
+}
+
+/// Connections the kernel queues for `accept`.
+const LISTEN_BACKLOG: u32 = 1024;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

@@ -50,7 +50,7 @@ impl Default for ServerConfig {
             session_cookie: "WSSESSIONID".into(),
             max_queued_bytes: 1 << 20,
             slow_consumer_code: CloseCode::POLICY,
-            max_pending_handshakes: 1024,
+            max_pending_handshakes: 4096,
             max_connections: 100_000,
         }
     }

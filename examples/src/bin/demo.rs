@@ -52,7 +52,7 @@ struct Args {
     #[arg(long, default_value_t = 10.0)]
     request_timeout: f64,
     /// Connections in their handshake at once; more get 503.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 4096)]
     max_pending_handshakes: usize,
     /// Connections at once; more get 503.
     #[arg(long, default_value_t = 100_000)]
