@@ -12,7 +12,8 @@
 # rounds go to stdout and target/bench/table.txt, the raw JSON lines to
 # target/bench/results.jsonl. Environment: ROUNDS, DURATION (s), WARMUP (s), QUICK=1,
 # JOBS (cargo -j, default 1), IDLE_CONNS (default 5000), BROADCAST_CONNS (default 10000),
-# SENDERS (default 10), ONLY (run only the scenarios whose name contains it).
+# SENDERS (default 10), ONLY (run only the scenarios whose name contains it), BASELINE_DEMO
+# (another build of the demo, run beside ours as `ours-demo-base`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,13 +59,14 @@ server_cmd() {
     tungstenite) echo "$T/peer-tungstenite" ;;
     fastwebsockets) echo "$T/peer-fastwebsockets" ;;
     floor) echo "$T/floor" ;;
+    ours-demo-base) echo "$BASELINE_DEMO --echo-timeout 100000" ;;
     tungstenite-broadcast) echo "$T/peer-tungstenite-broadcast" ;;
   esac
 }
 server_path() { # server mode
   case "$1:$2" in
-    ours-demo:broadcast) echo /csp/user/Bench.Broadcast.cls ;;
-    ours-demo:*) echo /csp/user/MyApp.MyWebSocketServer.cls ;;
+    ours-demo*:broadcast) echo /csp/user/Bench.Broadcast.cls ;;
+    ours-demo*:*) echo /csp/user/MyApp.MyWebSocketServer.cls ;;
     *) echo / ;;
   esac
 }
@@ -73,6 +75,11 @@ ECHO_SERVERS=(ours-demo ours-autobahn tungstenite fastwebsockets)
 # echoes in place with no runtime, about the least CPU per message an echo costs on this kernel.
 FLOOR_SERVERS=(floor)
 BROADCAST_SERVERS=(ours-demo tungstenite-broadcast)
+# BASELINE_DEMO=path/to/an/older/demo adds it as `ours-demo-base` (A/B of a change, same run).
+if [ -n "${BASELINE_DEMO:-}" ]; then
+  ECHO_SERVERS+=(ours-demo-base)
+  BROADCAST_SERVERS+=(ours-demo-base)
+fi
 
 # name|wsload arguments|label — the servers follow from --mode.
 SCENARIOS=(

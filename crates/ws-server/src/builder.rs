@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use ws_proto::CloseCode;
 
 use crate::server::Shared;
+use crate::slot::Slots;
 use crate::{OriginPolicy, Registry, Server, ServerConfig, WebSocketServer};
 
 type Factory = Arc<dyn Fn() -> Box<dyn WebSocketServer> + Send + Sync>;
@@ -222,9 +221,7 @@ impl ServerBuilder {
 
     fn serve_on(self, listener: TcpListener) -> std::io::Result<Server> {
         let local_addr = listener.local_addr()?;
-        let permits = |n: usize| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS)));
-        let pending = permits(self.config.max_pending_handshakes);
-        let connections = permits(self.config.max_connections);
+        let slots = Slots::new(self.config.max_connections, self.config.max_pending_handshakes);
         let shared = Arc::new(Shared {
             socket_config: Arc::new(self.config.socket.clone()),
             config: self.config,
@@ -234,9 +231,7 @@ impl ServerBuilder {
             origins: self.origins,
             registry: self.registry.unwrap_or_default(),
             stop: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            pending,
-            connections,
+            slots,
             refusing: AtomicUsize::new(0),
         });
         Ok(Server { listener, local_addr, shared })

@@ -1,5 +1,6 @@
 //! `Connection`: what a server class's `server` method talks to.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,7 +144,12 @@ impl Connection {
                 // registry wakes a socket only after the runtime has polled its other
                 // sockets, so what several senders publish at once is already queued here.)
                 if mailbox.has_pending() {
-                    run_commands(ws, mailbox, &self.registry, self.id).await?;
+                    match queue_commands(ws, mailbox, &self.registry, self.id)? {
+                        Rest::Nothing => {}
+                        Rest::Send => ws.send_queued().await?,
+                        // Boxed: rare, and its state would enlarge every waiting read.
+                        rest => Box::pin(run_rest(ws, mailbox, rest)).await?,
+                    }
                 }
                 // Returns `None` when another task queued something for this socket.
                 if let Some(msg) =
@@ -256,22 +262,46 @@ impl Connection {
     }
 }
 
-/// Runs what other tasks queued for a dedicated socket. Frames (broadcasts) are queued
-/// without allocating and written together with one system call, never waiting for a slow
-/// peer (the socket's read goes on writing them); a socket whose pushed output passes
-/// `max_queued_bytes` is closed as a slow consumer. The rare write and close requests take a
-/// boxed path.
+/// Runs what other tasks queued for a dedicated socket (before a write: see `run_pending`).
 async fn run_commands(
     ws: &mut WebSocket<TcpStream>,
     mailbox: &Mailbox,
     registry: &Registry,
     id: WebSocketId,
 ) -> Result<(), Error> {
+    match queue_commands(ws, mailbox, registry, id)? {
+        Rest::Nothing => Ok(()),
+        Rest::Send => ws.send_queued().await,
+        rest => run_rest(ws, mailbox, rest).await,
+    }
+}
+
+/// What is left to do once the pushed frames are queued.
+enum Rest {
+    Nothing,
+    /// Write the frames queued (without waiting for a slow peer).
+    Send,
+    /// Close a slow consumer; the commands it had left are answered as closed.
+    Slow(VecDeque<Command>),
+    /// Write and close requests (and the frames after them), in order.
+    Requests(VecDeque<Command>),
+}
+
+/// Queues what other tasks pushed to a dedicated socket: frames (broadcasts) without
+/// allocating or waiting, to be written together with one system call (the socket's read
+/// goes on writing them to a slow peer). A socket whose pushed output passes
+/// `max_queued_bytes` is a slow consumer. A plain function, so a waiting read's future does
+/// not carry the state of the rare paths.
+fn queue_commands(
+    ws: &mut WebSocket<TcpStream>,
+    mailbox: &Mailbox,
+    registry: &Registry,
+    id: WebSocketId,
+) -> Result<Rest, Error> {
     let mut commands = mailbox.take_all();
     if mailbox.is_slow() {
         // Found slow when a frame was pushed (and counted then); its frames are gone.
-        let (code, reason) = Box::pin(close_slow(ws, mailbox, commands)).await;
-        return Err(Error::Closed { code, reason });
+        return Ok(Rest::Slow(commands));
     }
     let mut queued = false;
     while let Some(cmd) = commands.pop_front() {
@@ -282,27 +312,33 @@ async fn run_commands(
                     if first {
                         registry.slow_consumer(&id, mailbox.max_bytes());
                     }
-                    let (code, reason) = Box::pin(close_slow(ws, mailbox, commands)).await;
-                    return Err(Error::Closed { code, reason });
+                    return Ok(Rest::Slow(commands));
                 }
             },
             other => {
                 commands.push_front(other);
-                return Box::pin(run_requests(ws, commands)).await;
+                return Ok(Rest::Requests(commands));
             }
         }
     }
-    if queued {
-        ws.send_queued().await?;
+    Ok(if queued { Rest::Send } else { Rest::Nothing })
+}
+
+/// The rare rest of [`queue_commands`]'s work.
+async fn run_rest(ws: &mut WebSocket<TcpStream>, mailbox: &Mailbox, rest: Rest) -> Result<(), Error> {
+    match rest {
+        Rest::Nothing => Ok(()),
+        Rest::Send => ws.send_queued().await,
+        Rest::Slow(commands) => {
+            let (code, reason) = close_slow(ws, mailbox, commands).await;
+            Err(Error::Closed { code, reason })
+        }
+        Rest::Requests(commands) => run_requests(ws, commands).await,
     }
-    Ok(())
 }
 
 /// The write and close requests (and any frames after them), in order.
-async fn run_requests(
-    ws: &mut WebSocket<TcpStream>,
-    commands: std::collections::VecDeque<Command>,
-) -> Result<(), Error> {
+async fn run_requests(ws: &mut WebSocket<TcpStream>, commands: VecDeque<Command>) -> Result<(), Error> {
     for cmd in commands {
         match cmd {
             Command::Frame(frame) => ws.write_encoded(&frame).await?,

@@ -8,6 +8,13 @@
 //! not speak the protocol itself: `ws-session` drives each socket and `ws-proto` knows RFC
 //! 6455.
 //!
+//! Every byte it holds for a peer is bounded and its defaults are safe: pushed frames past
+//! [`ServerConfig::max_queued_bytes`] close a slow consumer with 1008, a socket's output is
+//! bounded by `max_write_buffer` (then it stops reading) and given up after `write_timeout`,
+//! pending handshakes and connections are capped (503), a browser's request from another site
+//! gets 403 ([`OriginPolicy::SameHost`]), and [`Server::run_until`] stops gracefully (1001 to
+//! every socket) on a signal such as [`shutdown_signal`].
+//!
 //! Start with [`Server::builder`] and the [`WebSocketServer`] trait.
 
 mod builder;
@@ -24,6 +31,7 @@ mod rooms;
 mod runtime;
 mod server;
 mod shared;
+mod slot;
 mod upgrade;
 mod wakes;
 

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 
-use tokio::sync::OwnedSemaphorePermit;
 use ws_proto::CloseCode;
 
 use crate::class::{PostServer, WebSocketServer};
@@ -16,6 +15,7 @@ use crate::mailbox::refuse_all;
 use crate::registry::SocketInfo;
 use crate::server::{SHUTTING_DOWN, Shared};
 use crate::shared::SharedState;
+use crate::slot::Slot;
 use crate::upgrade::Accepted;
 use crate::{Connection, Registry, SharedHandle, WebSocketId};
 
@@ -23,13 +23,8 @@ use crate::{Connection, Registry, SharedHandle, WebSocketId};
 /// `accepted` are used in place rather than moved into locals: each local would take room
 /// of its own in this task, next to the argument, for the socket's whole life.)
 #[allow(clippy::manual_async_fn)] // an async fn would store its arguments twice
-pub(crate) fn run_socket(
-    mut accepted: Accepted,
-    shared: Arc<Shared>,
-    connection: OwnedSemaphorePermit,
-) -> impl Future<Output = ()> {
+pub(crate) fn run_socket(mut accepted: Accepted, shared: Slot) -> impl Future<Output = ()> {
     async move {
-        let _connection = connection;
         let info = SocketInfo {
             id: accepted.conn.web_socket_id(),
             class: accepted.class.clone(),

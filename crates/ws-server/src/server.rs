@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
-use tokio_util::task::TaskTracker;
 use ws_proto::CloseCode;
 
 use crate::builder::{Page, Route};
+use crate::slot::{Pending, Slot, Slots};
 use crate::upgrade::handle_connection;
 use crate::{OriginPolicy, Registry, ServerBuilder, ServerConfig};
 
@@ -31,10 +30,7 @@ pub(crate) struct Shared {
     pub(crate) stop: CancellationToken,
     /// Every connection's task (handshake, socket, `on_post_server`): shutdown waits for
     /// them.
-    pub(crate) tasks: TaskTracker,
-    /// Permits for connections in their handshake, and for connections at all.
-    pub(crate) pending: Arc<Semaphore>,
-    pub(crate) connections: Arc<Semaphore>,
+    pub(crate) slots: Slots,
     /// Connections being answered 503 right now (the answer lingers briefly).
     pub(crate) refusing: AtomicUsize,
 }
@@ -173,9 +169,8 @@ impl ShutdownHandle {
         // cancellation (see `run_socket`), so none is missed.
         shared.stop.cancel();
         shared.registry.close_all(CloseCode::GOING_AWAY, SHUTTING_DOWN);
-        shared.tasks.close();
-        let _ = tokio::time::timeout(shared.config.shutdown_timeout, shared.tasks.wait()).await;
-        shared.tasks.len()
+        let _ = tokio::time::timeout(shared.config.shutdown_timeout, shared.slots.all_gone()).await;
+        shared.slots.open()
     }
 
     /// Completes when shutdown begins: for the application's own background tasks.
@@ -200,13 +195,10 @@ pub(crate) const SHUTTING_DOWN: &str = "server shutting down";
 
 /// An accepted connection: its task, or a quick 503 when the server is at a limit.
 fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
-    let permits = shared.connections.clone().try_acquire_owned().ok().and_then(|connection| {
-        let handshake = shared.pending.clone().try_acquire_owned().ok()?;
-        Some((connection, handshake))
-    });
-    match permits {
-        Some(permits) => {
-            shared.tasks.spawn(handle_connection(stream, peer, shared.clone(), permits));
+    let slot = Slot::take(shared).and_then(|slot| Some((Pending::take(&slot)?, slot)));
+    match slot {
+        Some((pending, slot)) => {
+            tokio::spawn(handle_connection(stream, peer, slot, pending));
         }
         None => refuse_busy(stream, shared),
     }
@@ -216,9 +208,10 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
 /// lingers a moment (so unread input does not turn the close into a reset that destroys the
 /// 503), for at most 256 connections at a time; past that they are simply closed.
 fn refuse_busy(stream: TcpStream, shared: &Arc<Shared>) {
-    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nRetry-After: 1\r\nConnection: close\r\n\r\nserver busy\n";
+    let mut busy = Vec::with_capacity(160);
+    ws_proto::write_error_response(&mut busy, 503, &[("Retry-After", "1")], "server busy\n");
     let _ = stream.set_nodelay(true);
-    if stream.try_write(BUSY).is_err() {
+    if stream.try_write(&busy).is_err() {
         return;
     }
     if shared.refusing.fetch_add(1, Ordering::AcqRel) >= 256 {

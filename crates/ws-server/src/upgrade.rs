@@ -7,7 +7,6 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use ws_proto::{HandshakeError, HeadLimits, Role, httparse};
 use ws_session::WebSocket;
 use ws_session::server_support::read_request_head;
@@ -18,6 +17,7 @@ use crate::lifecycle::{catch_unwind, panic_message, run_socket};
 use crate::mailbox::Mailbox;
 use crate::request::Request;
 use crate::server::Shared;
+use crate::slot::{Pending, Slot};
 use crate::{Connection, WebSocketId};
 
 /// Answers with an HTTP error and closes; the connection ends there (`None`).
@@ -64,15 +64,14 @@ pub(crate) struct Accepted {
 }
 
 /// A new TCP connection's task: the handshake, then (for a WebSocket) the socket's own task.
-/// `permits` hold its places under `max_connections` (for its whole life) and
+/// `shared` holds its place under `max_connections` (for its whole life) and `pending` under
 /// `max_pending_handshakes` (until its handshake ends).
 pub(crate) async fn handle_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
-    permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    shared: Slot,
+    pending: Pending,
 ) {
-    let (connection, pending) = permits;
     // Until the head is complete the task holds only the stream and a small buffer: a
     // client that sends its request slowly (or never) costs little memory.
     let mut buf = BytesMut::new();
@@ -95,8 +94,7 @@ pub(crate) async fn handle_connection(
     };
     drop(pending);
     if let Some(accepted) = accepted {
-        let tasks = shared.tasks.clone();
-        tasks.spawn(run_socket(accepted, shared, connection));
+        tokio::spawn(run_socket(accepted, shared));
     }
 }
 
@@ -107,7 +105,7 @@ async fn handshake(
     buf: BytesMut,
     head: Result<Result<usize, ws_session::Error>, tokio::time::error::Elapsed>,
     peer: SocketAddr,
-    shared: &Arc<Shared>,
+    shared: &Shared,
 ) -> Option<Accepted> {
     let _ = stream.set_nodelay(true);
     let config = &shared.config;

@@ -8,7 +8,8 @@
 //! roles: [`accept`] upgrades a stream you accepted yourself, [`connect`] opens a client.
 //!
 //! Start with [`WebSocket`]; get one from [`accept`], [`connect`] or
-//! [`WebSocket::from_upgraded`].
+//! [`WebSocket::from_upgraded`]. It is also a `futures` `Stream` of messages and a
+//! `Sink<Message>`, for code written against those traits.
 
 mod config;
 mod deadline;
