@@ -208,10 +208,14 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
 /// lingers a moment (so unread input does not turn the close into a reset that destroys the
 /// 503), for at most 256 connections at a time; past that they are simply closed.
 fn refuse_busy(stream: TcpStream, shared: &Arc<Shared>) {
-    let mut busy = Vec::with_capacity(160);
-    ws_proto::write_error_response(&mut busy, 503, &[("Retry-After", "1")], "server busy\n");
+    // Written once: a flood of refused connections allocates nothing per connection.
+    static BUSY: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+        let mut busy = Vec::with_capacity(160);
+        ws_proto::write_error_response(&mut busy, 503, &[("Retry-After", "1")], "server busy\n");
+        busy
+    });
     let _ = stream.set_nodelay(true);
-    if stream.try_write(&busy).is_err() {
+    if stream.try_write(&BUSY).is_err() {
         return;
     }
     if shared.refusing.fetch_add(1, Ordering::AcqRel) >= 256 {

@@ -149,11 +149,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.ended.is_none() {
             self.ended = Some(Box::new(Ended { code: CloseCode::ABNORMAL, reason: reason.into() }));
         }
+        // Frees the output too.
         self.finished();
         // One attempt to send FIN (the stream is dropped soon anyway); nothing waits.
         let waker = std::task::Waker::noop();
         let _ = Pin::new(&mut self.stream).poll_shutdown(&mut Context::from_waker(waker));
-        self.release_buffers();
         Error::Closed { code: CloseCode::ABNORMAL, reason: reason.into() }
     }
 
