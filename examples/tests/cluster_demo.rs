@@ -7,9 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::net::TcpStream;
 use ws_cluster::testing::RedisServer;
-use ws_session::{ConnectOptions, WebSocket, connect};
+use ws_session::{ConnectOptions, Transport, WebSocket, connect};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -52,19 +51,19 @@ impl Drop for Demo {
     }
 }
 
-async fn join(demo: &Demo, room: &str) -> WebSocket<TcpStream> {
+async fn join(demo: &Demo, room: &str) -> WebSocket<Transport> {
     let url = format!("ws://{}/csp/user/Chat.Server.cls?room={room}", demo.addr);
     let (mut ws, _) = connect(&url, &ConnectOptions::default()).await.unwrap();
     assert_eq!(next(&mut ws).await["Type"], "Status");
     ws
 }
 
-async fn next(ws: &mut WebSocket<TcpStream>) -> Value {
+async fn next(ws: &mut WebSocket<Transport>) -> Value {
     serde_json::from_str(ws.read(0, T).await.unwrap().as_text().unwrap()).unwrap()
 }
 
 /// Reads until a userlist equal to `want` arrives (bounded).
-async fn userlist_until(ws: &mut WebSocket<TcpStream>, want: &[&str]) {
+async fn userlist_until(ws: &mut WebSocket<Transport>, want: &[&str]) {
     for _ in 0..30 {
         let v = next(ws).await;
         if v["Type"] == "userlist" {
@@ -78,7 +77,7 @@ async fn userlist_until(ws: &mut WebSocket<TcpStream>, want: &[&str]) {
     panic!("userlist never became {want:?}");
 }
 
-async fn next_chat(ws: &mut WebSocket<TcpStream>) -> Value {
+async fn next_chat(ws: &mut WebSocket<Transport>) -> Value {
     for _ in 0..30 {
         let v = next(ws).await;
         if v["Type"] == "Chat" {

@@ -30,7 +30,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use ws_proto::{Connection, Event, RequestParams, Role};
-use ws_session::{ConnectOptions, Error, WebSocket, connect};
+use ws_session::{ConnectOptions, Error, Transport, WebSocket, connect};
 
 /// The usual bound on one step (a connect, a read that should come at once).
 const T: Duration = Duration::from_secs(10);
@@ -213,7 +213,7 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
-async fn open_ws(demo: &Demo, path: &str) -> WebSocket<TcpStream> {
+async fn open_ws(demo: &Demo, path: &str) -> WebSocket<Transport> {
     match timeout(T, connect(&demo.url(path), &ConnectOptions::default())).await {
         Ok(Ok((ws, _))) => ws,
         Ok(Err(e)) => panic!("connect {path}: {e}"),
@@ -222,7 +222,7 @@ async fn open_ws(demo: &Demo, path: &str) -> WebSocket<TcpStream> {
 }
 
 /// One echo over `ws`.
-async fn echo_once(ws: &mut WebSocket<TcpStream>, text: &str) -> Result<(), String> {
+async fn echo_once(ws: &mut WebSocket<Transport>, text: &str) -> Result<(), String> {
     ws.write(text).await.map_err(|e| e.to_string())?;
     let reply = ws.read(0, T).await.map_err(|e| e.to_string())?;
     match reply.as_text() {
@@ -676,7 +676,7 @@ fn chat_path(room: &str) -> String {
 }
 
 /// Joins `room` and waits until its user list has at least `members` names.
-async fn join_chat(demo: &Demo, room: &str, members: usize) -> WebSocket<TcpStream> {
+async fn join_chat(demo: &Demo, room: &str, members: usize) -> WebSocket<Transport> {
     let mut ws = open_ws(demo, &chat_path(room)).await;
     for _ in 0..50 {
         let msg = ws.read(0, T).await.expect("chat message while joining");

@@ -7,9 +7,8 @@ use examples::chat::ChatServer;
 use examples::detached::{Detached, worker};
 use examples::echo::MyWebSocketServer;
 use serde_json::Value;
-use tokio::net::TcpStream;
 use ws_server::{CloseCode, Error, OpenError, Registry, Server, WebSocketId};
-use ws_session::{ConnectOptions, WebSocket, connect};
+use ws_session::{ConnectOptions, Transport, WebSocket, connect};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -33,7 +32,7 @@ async fn demo(echo_timeout: Duration, detached_delay: Duration) -> Demo {
     demo
 }
 
-async fn open(demo: &Demo, path: &str) -> WebSocket<TcpStream> {
+async fn open(demo: &Demo, path: &str) -> WebSocket<Transport> {
     connect(&format!("ws://{}{}", demo.addr, path), &ConnectOptions::default()).await.unwrap().0
 }
 
@@ -60,13 +59,13 @@ async fn echo_echoes_times_out_and_exits() {
     }
 }
 
-async fn next_json(ws: &mut WebSocket<TcpStream>) -> Value {
+async fn next_json(ws: &mut WebSocket<Transport>) -> Value {
     let msg = ws.read(0, T).await.unwrap();
     serde_json::from_str(msg.as_text().unwrap()).unwrap()
 }
 
 /// Reads until a message of `kind` arrives (skipping others), bounded by count.
-async fn next_of(ws: &mut WebSocket<TcpStream>, kind: &str) -> Value {
+async fn next_of(ws: &mut WebSocket<Transport>, kind: &str) -> Value {
     for _ in 0..20 {
         let v = next_json(ws).await;
         if v["Type"] == kind {
@@ -81,7 +80,7 @@ fn names(userlist: &Value) -> Vec<String> {
 }
 
 /// Joins `room`: returns the socket, its WSID (from Status, which comes first).
-async fn join(d: &Demo, room: &str) -> (WebSocket<TcpStream>, String) {
+async fn join(d: &Demo, room: &str) -> (WebSocket<Transport>, String) {
     let mut ws = open(d, &format!("/csp/user/Chat.Server.cls?room={room}")).await;
     let status = next_json(&mut ws).await;
     assert_eq!(status["Type"], "Status");
@@ -91,7 +90,7 @@ async fn join(d: &Demo, room: &str) -> (WebSocket<TcpStream>, String) {
 }
 
 /// Renames and waits until `ws` sees a userlist containing exactly `expect`.
-async fn userlist_until(ws: &mut WebSocket<TcpStream>, expect: &[&str]) {
+async fn userlist_until(ws: &mut WebSocket<Transport>, expect: &[&str]) {
     for _ in 0..20 {
         let list = next_of(ws, "userlist").await;
         let mut got = names(&list);

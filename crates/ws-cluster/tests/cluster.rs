@@ -5,14 +5,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
 use ws_cluster::testing::RedisServer;
 use ws_cluster::{ClusterConfig, ClusterNode};
 use ws_server::{
     CloseCode, Connection, Error, OpenError, PreServer, PresenceEvent, Registry, Reject, Server, WebSocketId,
     WebSocketServer, async_trait,
 };
-use ws_session::{ConnectOptions, WebSocket, connect};
+use ws_session::{ConnectOptions, Transport, WebSocket, connect};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -92,11 +91,11 @@ async fn node(config: ClusterConfig) -> Node {
     Node { addr, registry, cluster: Some(cluster), detached }
 }
 
-async fn client(node: &Node, path: &str) -> WebSocket<TcpStream> {
+async fn client(node: &Node, path: &str) -> WebSocket<Transport> {
     connect(&format!("ws://{}{}", node.addr, path), &ConnectOptions::default()).await.unwrap().0
 }
 
-async fn member(node: &Node, room: &str, name: &str) -> WebSocket<TcpStream> {
+async fn member(node: &Node, room: &str, name: &str) -> WebSocket<Transport> {
     let mut ws = client(node, "/member").await;
     ws.write(&format!("join {room} {name}")).await.unwrap();
     assert_eq!(ws.read(0, T).await.unwrap().as_text(), Some("joined"));

@@ -12,7 +12,7 @@ use ws_proto::CloseCode;
 
 use crate::server::Shared;
 use crate::slot::Slots;
-use crate::{OriginPolicy, Registry, Server, ServerConfig, WebSocketServer};
+use crate::{Endpoint, OriginPolicy, Registry, Server, ServerConfig, WebSocketServer};
 
 type Factory = Arc<dyn Fn() -> Box<dyn WebSocketServer> + Send + Sync>;
 
@@ -54,6 +54,14 @@ pub struct ServerBuilder {
     pages: HashMap<String, Page>,
     origins: OriginPolicy,
     registry: Option<Registry>,
+    #[cfg(feature = "tls")]
+    tls: Option<TlsSource>,
+}
+
+#[cfg(feature = "tls")]
+enum TlsSource {
+    Config(Arc<rustls::ServerConfig>),
+    Files(std::path::PathBuf, std::path::PathBuf),
 }
 
 impl ServerBuilder {
@@ -199,6 +207,36 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves TLS (https and wss on the same port) with the PEM certificate chain and private
+    /// key in these files. They are read at [`bind`](ServerBuilder::bind) (an error there
+    /// names the file), and again on SIGHUP or when they change (checked every
+    /// `tls_reload_interval`): new handshakes get the new certificate, open connections keep
+    /// theirs. A file that does not load keeps the certificate in use (logged). ALPN is
+    /// `http/1.1`.
+    #[cfg(feature = "tls")]
+    pub fn tls_pem_files(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.tls = Some(TlsSource::Files(cert.into(), key.into()));
+        self
+    }
+
+    /// Serves TLS with this rustls configuration (set its `alpn_protocols` to `http/1.1`, or
+    /// leave them empty; reloading certificates is then up to its resolver).
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(TlsSource::Config(config));
+        self
+    }
+
+    /// How often TLS certificate files are checked for changes (10 s by default).
+    pub fn tls_reload_interval(mut self, every: Duration) -> Self {
+        self.config.tls_reload_interval = every;
+        self
+    }
+
     /// Uses `registry` instead of a new one (to share it, or to create it before the server).
     pub fn registry(mut self, registry: Registry) -> Self {
         self.registry = Some(registry);
@@ -219,8 +257,29 @@ impl ServerBuilder {
         Err(failed.unwrap_or_else(|| std::io::Error::other("no address to bind")))
     }
 
+    /// The server without a listener: its classes, pages, registry and limits, to serve
+    /// streams you accept yourself or upgrade requests from hyper/axum (see [`Endpoint`]).
+    /// Fails only when TLS certificate files do not load.
+    pub fn build(self) -> std::io::Result<Endpoint> {
+        Ok(Endpoint { shared: self.into_shared()? })
+    }
+
     fn serve_on(self, listener: TcpListener) -> std::io::Result<Server> {
         let local_addr = listener.local_addr()?;
+        let shared = self.into_shared()?;
+        Ok(Server { listener, local_addr, shared })
+    }
+
+    fn into_shared(self) -> std::io::Result<Arc<Shared>> {
+        #[cfg(feature = "tls")]
+        let (tls, cert_files) = match self.tls {
+            None => (None, None),
+            Some(TlsSource::Config(config)) => (Some(tokio_rustls::TlsAcceptor::from(config)), None),
+            Some(TlsSource::Files(cert, key)) => {
+                let files = Arc::new(crate::tls::CertFiles::load(cert, key)?);
+                (Some(tokio_rustls::TlsAcceptor::from(files.server_config())), Some(files))
+            }
+        };
         let slots = Slots::new(self.config.max_connections, self.config.max_pending_handshakes);
         let shared = Arc::new(Shared {
             socket_config: Arc::new(self.config.socket.clone()),
@@ -233,8 +292,12 @@ impl ServerBuilder {
             stop: CancellationToken::new(),
             slots,
             refusing: AtomicUsize::new(0),
+            #[cfg(feature = "tls")]
+            tls,
+            #[cfg(feature = "tls")]
+            cert_files,
         });
-        Ok(Server { listener, local_addr, shared })
+        Ok(shared)
     }
 }
 

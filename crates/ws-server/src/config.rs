@@ -16,8 +16,11 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Most headers in a request; more are answered 431.
     pub max_headers: usize,
-    /// Time allowed to send the whole request head; slower clients are dropped.
+    /// Time allowed for the TLS handshake (when there is one) and the whole request head
+    /// together; slower clients are dropped (408 when the head is late).
     pub request_timeout: Duration,
+    /// How often TLS certificate files are checked for changes (they also reload on SIGHUP).
+    pub tls_reload_interval: Duration,
     /// A shared socket with no traffic for this long is closed (IRIS session timeout).
     pub session_timeout: Duration,
     /// On shutdown, how long sockets get to finish their closing handshakes.
@@ -45,6 +48,7 @@ impl Default for ServerConfig {
             max_header_bytes: 16 << 10,
             max_headers: 64,
             request_timeout: Duration::from_secs(10),
+            tls_reload_interval: Duration::from_secs(10),
             session_timeout: Duration::from_secs(900),
             shutdown_timeout: Duration::from_secs(5),
             session_cookie: "WSSESSIONID".into(),

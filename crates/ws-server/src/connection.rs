@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use ws_proto::CloseCode;
+use ws_session::Transport;
 use ws_session::{DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message, WebSocket};
 
 use crate::mailbox::{Command, Mailbox, Pushed, close_slow, queue_pushed};
@@ -15,7 +15,7 @@ use crate::{Registry, SharedHandle, WebSocketId};
 enum Kind {
     /// Owned by this task: reads and writes go straight to the stream. (Boxed: it keeps the
     /// connection's task small, at the price of one pointer hop per call.)
-    Dedicated { ws: Box<WebSocket<TcpStream>>, mailbox: Arc<Mailbox> },
+    Dedicated { ws: Box<WebSocket<Transport>>, mailbox: Arc<Mailbox> },
     /// Driven by the socket's own task, reached through a handle. (Boxed: it keeps every
     /// dedicated socket's `Connection` small.)
     Shared(Box<SharedHandle>),
@@ -46,7 +46,7 @@ impl Connection {
         id: WebSocketId,
         session_id: Arc<str>,
         registry: Registry,
-        ws: Box<WebSocket<TcpStream>>,
+        ws: Box<WebSocket<Transport>>,
         mailbox: Arc<Mailbox>,
     ) -> Self {
         Connection { id, session_id, registry, binary_data: false, kind: Kind::Dedicated { ws, mailbox } }
@@ -247,7 +247,7 @@ impl Connection {
     #[allow(clippy::type_complexity)]
     pub(crate) fn into_dedicated_parts(
         self,
-    ) -> Option<(WebSocketId, Arc<str>, Registry, Box<WebSocket<TcpStream>>, Arc<Mailbox>)> {
+    ) -> Option<(WebSocketId, Arc<str>, Registry, Box<WebSocket<Transport>>, Arc<Mailbox>)> {
         match self.kind {
             Kind::Dedicated { ws, mailbox } => Some((self.id, self.session_id, self.registry, ws, mailbox)),
             Kind::Shared(_) => None,
@@ -264,7 +264,7 @@ impl Connection {
 
 /// Runs what other tasks queued for a dedicated socket (before a write: see `run_pending`).
 async fn run_commands(
-    ws: &mut WebSocket<TcpStream>,
+    ws: &mut WebSocket<Transport>,
     mailbox: &Mailbox,
     registry: &Registry,
     id: WebSocketId,
@@ -293,7 +293,7 @@ enum Rest {
 /// `max_queued_bytes` is a slow consumer. A plain function, so a waiting read's future does
 /// not carry the state of the rare paths.
 fn queue_commands(
-    ws: &mut WebSocket<TcpStream>,
+    ws: &mut WebSocket<Transport>,
     mailbox: &Mailbox,
     registry: &Registry,
     id: WebSocketId,
@@ -325,7 +325,7 @@ fn queue_commands(
 }
 
 /// The rare rest of [`queue_commands`]'s work.
-async fn run_rest(ws: &mut WebSocket<TcpStream>, mailbox: &Mailbox, rest: Rest) -> Result<(), Error> {
+async fn run_rest(ws: &mut WebSocket<Transport>, mailbox: &Mailbox, rest: Rest) -> Result<(), Error> {
     match rest {
         Rest::Nothing => Ok(()),
         Rest::Send => ws.send_queued().await,
@@ -338,7 +338,7 @@ async fn run_rest(ws: &mut WebSocket<TcpStream>, mailbox: &Mailbox, rest: Rest) 
 }
 
 /// The write and close requests (and any frames after them), in order.
-async fn run_requests(ws: &mut WebSocket<TcpStream>, commands: VecDeque<Command>) -> Result<(), Error> {
+async fn run_requests(ws: &mut WebSocket<Transport>, commands: VecDeque<Command>) -> Result<(), Error> {
     for cmd in commands {
         match cmd {
             Command::Frame(frame) => ws.write_encoded(&frame).await?,
@@ -365,7 +365,7 @@ async fn run_requests(ws: &mut WebSocket<TcpStream>, commands: VecDeque<Command>
     Ok(())
 }
 
-fn closed(ws: &WebSocket<TcpStream>) -> Error {
+fn closed(ws: &WebSocket<Transport>) -> Error {
     let (code, reason) = ws.close_info().unwrap_or((CloseCode::ABNORMAL, ""));
     Error::Closed { code, reason: reason.to_string() }
 }

@@ -22,6 +22,9 @@ mod class;
 mod cluster;
 mod config;
 mod connection;
+mod endpoint;
+#[cfg(feature = "hyper")]
+mod hyper;
 mod id;
 mod lifecycle;
 mod mailbox;
@@ -32,6 +35,8 @@ mod runtime;
 mod server;
 mod shared;
 mod slot;
+#[cfg(feature = "tls")]
+mod tls;
 mod upgrade;
 mod wakes;
 
@@ -41,12 +46,18 @@ pub use class::{PostServer, PreServer, Reject, WebSocketServer};
 pub use cluster::{Cluster, OpenError, RemoteSocket};
 pub use config::{OriginPolicy, ServerConfig};
 pub use connection::Connection;
+pub use endpoint::Endpoint;
 pub use id::{InvalidId, WebSocketId};
 pub use registry::{LocalSocket, Registry, RegistryStats, SocketInfo};
 pub use request::Request;
 pub use rooms::{Member, PresenceEvent};
 pub use runtime::runtime_builder;
+/// The TLS crate of [`ServerBuilder::tls_config`].
+#[cfg(feature = "tls")]
+pub use rustls;
 pub use server::{Server, ShutdownHandle, shutdown_signal};
 pub use shared::SharedHandle;
 pub use ws_proto::{CloseCode, Config as ProtocolConfig};
-pub use ws_session::{Config as SocketConfig, DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message};
+pub use ws_session::{
+    Config as SocketConfig, DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message, Transport,
+};

@@ -14,7 +14,7 @@ use ws_proto::CloseCode;
 
 use crate::builder::{Page, Route};
 use crate::slot::{Pending, Slot, Slots};
-use crate::upgrade::handle_connection;
+use crate::upgrade::{Incoming, handle_connection};
 use crate::{OriginPolicy, Registry, ServerBuilder, ServerConfig};
 
 pub(crate) struct Shared {
@@ -33,6 +33,12 @@ pub(crate) struct Shared {
     pub(crate) slots: Slots,
     /// Connections being answered 503 right now (the answer lingers briefly).
     pub(crate) refusing: AtomicUsize,
+    /// TLS on the listener, when configured.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Certificate files to reload, when TLS came from files.
+    #[cfg(feature = "tls")]
+    pub(crate) cert_files: Option<Arc<crate::tls::CertFiles>>,
 }
 
 /// A bound WebSocket server. [`run`](Server::run) serves until
@@ -41,6 +47,12 @@ pub struct Server {
     pub(crate) listener: TcpListener,
     pub(crate) local_addr: SocketAddr,
     pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -64,12 +76,24 @@ impl Server {
         ShutdownHandle { shared: self.shared.clone() }
     }
 
+    /// The same classes, registry and limits without the listener: to serve other streams
+    /// (a Unix socket) or upgrade requests from hyper/axum beside this listener.
+    pub fn endpoint(&self) -> crate::Endpoint {
+        crate::Endpoint { shared: self.shared.clone() }
+    }
+
     /// Accepts connections, one task each, until shut down by a [`ShutdownHandle`]; returns
     /// once it stopped accepting (the sockets are still closing then: see
     /// [`run_until`](Server::run_until) for a server that returns when they are gone).
     pub async fn run(self) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr, "listening");
         let shared = &self.shared;
+        #[cfg(feature = "tls")]
+        if let Some(files) = &shared.cert_files {
+            let every = shared.config.tls_reload_interval;
+            tokio::spawn(crate::tls::watch(files.clone(), every, shared.stop.clone()));
+        }
+        let scheme = if self.is_tls() { "https/wss" } else { "http/ws" };
+        tracing::info!(addr = %self.local_addr, scheme, "listening");
         loop {
             tokio::select! {
                 biased;
@@ -86,6 +110,14 @@ impl Server {
         }
         tracing::info!("stopped accepting");
         Ok(())
+    }
+
+    /// Does the listener speak TLS?
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.shared.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
     }
 
     /// Serves until `signal` completes, then shuts down gracefully (as
@@ -149,7 +181,7 @@ pub async fn shutdown_signal() {
 /// Stops a server: no more connections, every socket closed with 1001, a bounded wait.
 #[derive(Clone)]
 pub struct ShutdownHandle {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for ShutdownHandle {
@@ -195,10 +227,11 @@ pub(crate) const SHUTTING_DOWN: &str = "server shutting down";
 
 /// An accepted connection: its task, or a quick 503 when the server is at a limit.
 fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
     let slot = Slot::take(shared).and_then(|slot| Some((Pending::take(&slot)?, slot)));
     match slot {
         Some((pending, slot)) => {
-            tokio::spawn(handle_connection(stream, peer, slot, pending));
+            tokio::spawn(handle_connection(Incoming::Tcp(stream), Some(peer), slot, pending));
         }
         None => refuse_busy(stream, shared),
     }
@@ -206,15 +239,19 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
 
 /// Answers 503 to a connection over a limit, without reading its request. The answer
 /// lingers a moment (so unread input does not turn the close into a reset that destroys the
-/// 503), for at most 256 connections at a time; past that they are simply closed.
+/// 503), for at most 256 connections at a time; past that they are simply closed. (Over TLS
+/// the plain-text answer is no use: such a connection is closed at once.)
 fn refuse_busy(stream: TcpStream, shared: &Arc<Shared>) {
+    #[cfg(feature = "tls")]
+    if shared.tls.is_some() {
+        return;
+    }
     // Written once: a flood of refused connections allocates nothing per connection.
     static BUSY: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
         let mut busy = Vec::with_capacity(160);
         ws_proto::write_error_response(&mut busy, 503, &[("Retry-After", "1")], "server busy\n");
         busy
     });
-    let _ = stream.set_nodelay(true);
     if stream.try_write(&BUSY).is_err() {
         return;
     }

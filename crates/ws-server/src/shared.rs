@@ -6,10 +6,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use ws_proto::CloseCode;
+use ws_session::Transport;
 use ws_session::{DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message, WebSocket};
 
 use crate::mailbox::{Command, Mailbox, Pushed, close_slow, queue_pushed, refuse_all};
@@ -166,7 +166,7 @@ struct Waiting {
 /// Drives a shared socket until it closes: reads input into the inbox, serves readers, runs
 /// commands, and closes the socket after `session_timeout` without traffic either way.
 pub(crate) async fn run(
-    mut ws: WebSocket<TcpStream>,
+    mut ws: WebSocket<Transport>,
     mailbox: Arc<Mailbox>,
     state: Arc<SharedState>,
     session_timeout: Duration,

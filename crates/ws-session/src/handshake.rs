@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use ws_proto::httparse;
 use ws_proto::{ClientRequest, HandshakeError, HeadLimits, RequestParams, Role};
 
-use crate::{Config, Error, WebSocket};
+use crate::{Config, Error, Transport, WebSocket};
 
 /// Reads an HTTP head into `buf` until `head_len` (ws-proto's [`request_head_len`] or
 /// [`response_head_len`]) finds it complete; returns its length. Memory is taken only for
@@ -160,8 +160,14 @@ pub struct ConnectOptions {
     pub headers: Vec<(String, String)>,
     /// Limit on the TCP connect.
     pub connect_timeout: Duration,
-    /// The connection's settings (`handshake_timeout` limits the handshake).
+    /// The connection's settings (`handshake_timeout` limits the handshake, TLS's
+    /// included).
     pub config: Config,
+    /// TLS for `wss://`: `None` trusts webpki's roots (Mozilla's); see
+    /// [`root_ca_pem`](ConnectOptions::root_ca_pem) and
+    /// [`tls_config`](ConnectOptions::tls_config).
+    #[cfg(feature = "tls")]
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ConnectOptions {
@@ -171,6 +177,8 @@ impl Default for ConnectOptions {
             headers: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             config: Config::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -199,6 +207,29 @@ impl ConnectOptions {
         self.config = config;
         self
     }
+
+    /// For `wss://`: trusts only the CA certificates in `pem` (a private deployment's CA, a
+    /// test's), instead of webpki's roots.
+    ///
+    /// ```no_run
+    /// # fn f() -> Result<(), ws_session::Error> {
+    /// let ca = std::fs::read("ca.pem")?;
+    /// let options = ws_session::ConnectOptions::default().root_ca_pem(&ca)?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn root_ca_pem(mut self, pem: &[u8]) -> Result<Self, Error> {
+        self.tls = Some(crate::tls::config_trusting_pem(pem)?);
+        Ok(self)
+    }
+
+    /// For `wss://`: uses this rustls configuration (client certificates, other roots, a
+    /// different provider). Offer ALPN `http/1.1` in it, or none.
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
 }
 
 /// The server's answer to a client handshake.
@@ -219,21 +250,24 @@ impl Response {
     }
 }
 
-/// A parsed `ws://host:port/path?query` URL.
+/// A parsed `ws://host:port/path?query` or `wss://…` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct WsUrl {
+    tls: bool,
     host: String,
     port: u16,
     path: String,
 }
 
-/// Parses a `ws://` URL with the `http` crate's `Uri` (RFC 3986).
+/// Parses a `ws://` or `wss://` URL with the `http` crate's `Uri` (RFC 3986).
 fn parse_url(url: &str) -> Result<WsUrl, Error> {
     let bad = |why: &str| Error::InvalidInput(format!("{why}: {url}"));
     let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
-    if uri.scheme_str() != Some("ws") {
-        return Err(bad("only ws:// URLs are supported"));
-    }
+    let tls = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        _ => return Err(bad("only ws:// and wss:// URLs are supported")),
+    };
     let authority = uri.authority().ok_or_else(|| bad("no host"))?;
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
@@ -241,16 +275,19 @@ fn parse_url(url: &str) -> Result<WsUrl, Error> {
     }
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+    let default_port = if tls { 443 } else { 80 };
     let port = match authority.port_u16() {
         Some(port) => port,
-        None if authority.as_str() == authority.host() => 80,
+        None if authority.as_str() == authority.host() => default_port,
         None => return Err(bad("bad port")),
     };
-    Ok(WsUrl { host: host.to_string(), port, path })
+    Ok(WsUrl { tls, host: host.to_string(), port, path })
 }
 
-/// Opens a client connection to a `ws://` URL: TCP connect (with `TCP_NODELAY`), then the
-/// opening handshake. Returns the socket and the server's answer.
+/// Opens a client connection to a `ws://` or `wss://` URL: TCP connect (with
+/// `TCP_NODELAY`), TLS for `wss://` (rustls, ALPN `http/1.1`, the roots of
+/// [`ConnectOptions::tls`]), then the opening handshake. Returns the socket and the server's
+/// answer.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), ws_session::Error> {
@@ -262,16 +299,38 @@ fn parse_url(url: &str) -> Result<WsUrl, Error> {
 /// ws.end_server().await
 /// # }
 /// ```
-pub async fn connect(url: &str, options: &ConnectOptions) -> Result<(WebSocket<TcpStream>, Response), Error> {
+pub async fn connect(url: &str, options: &ConnectOptions) -> Result<(WebSocket<Transport>, Response), Error> {
     let target = parse_url(url)?;
     let addr = (target.host.as_str(), target.port);
     let stream = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| Error::HandshakeTimeout)??;
     stream.set_nodelay(true)?;
-    let host =
-        if target.port == 80 { target.host.clone() } else { format!("{}:{}", target.host, target.port) };
+    let default_port = if target.tls { 443 } else { 80 };
+    let host = if target.port == default_port {
+        target.host.clone()
+    } else if target.host.contains(':') {
+        format!("[{}]:{}", target.host, target.port)
+    } else {
+        format!("{}:{}", target.host, target.port)
+    };
+    let stream = if target.tls { tls_stream(stream, &target.host, options).await? } else { stream.into() };
     client_handshake(stream, &host, &target.path, options).await
+}
+
+#[cfg(feature = "tls")]
+async fn tls_stream(tcp: TcpStream, host: &str, options: &ConnectOptions) -> Result<Transport, Error> {
+    let config = options.tls.clone().unwrap_or_else(crate::tls::default_client_config);
+    let tls =
+        tokio::time::timeout(options.config.handshake_timeout, crate::tls::connect_tls(config, host, tcp))
+            .await
+            .map_err(|_| Error::HandshakeTimeout)??;
+    Ok(Transport::boxed(tls))
+}
+
+#[cfg(not(feature = "tls"))]
+async fn tls_stream(_: TcpStream, _: &str, _: &ConnectOptions) -> Result<Transport, Error> {
+    Err(Error::InvalidInput("wss:// needs ws-session's `tls` feature".into()))
 }
 
 /// Runs the client side of the opening handshake on an already connected stream.
@@ -336,7 +395,10 @@ mod tests {
         assert_eq!((u.port, u.path.as_str()), (80, "/?x=1"));
         let u = parse_url("ws://[::1]:8080").unwrap();
         assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 8080, "/"));
-        assert!(parse_url("wss://x").is_err());
+        let u = parse_url("wss://example.org/chat").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port, u.path.as_str()), (true, "example.org", 443, "/chat"));
+        assert!(!parse_url("ws://x").unwrap().tls);
+        assert!(parse_url("http://x").is_err());
         assert!(parse_url("ws://:80/").is_err());
         assert!(parse_url("ws://h:99999/").is_err());
     }

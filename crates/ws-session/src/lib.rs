@@ -19,12 +19,21 @@ mod interrupt;
 mod message;
 mod pool;
 mod socket;
+#[cfg(feature = "tls")]
+mod tls;
+mod transport;
 
 pub use config::{Config, DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT};
 pub use error::Error;
 pub use handshake::{ConnectOptions, Response, accept, accept_with, client_handshake, connect};
 pub use message::Message;
+/// The TLS crate `wss://` uses, for [`ConnectOptions::tls_config`].
+#[cfg(feature = "tls")]
+pub use rustls;
 pub use socket::WebSocket;
+#[cfg(feature = "tls")]
+pub use tls::client_config as tls_client_config;
+pub use transport::{Io, Transport};
 
 /// The seam a server built on ws-session uses (ws-server does): reading a request head under
 /// the server's limits with the same loop as [`accept`], a flag another task raises to

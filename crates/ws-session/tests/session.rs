@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use ws_proto::{CloseCode, Connection, MessageKind, Role};
 use ws_session::server_support::Deadline;
-use ws_session::{Config, ConnectOptions, Error, Message, WebSocket, accept, connect};
+use ws_session::{Config, ConnectOptions, Error, Message, Transport, WebSocket, accept, connect};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -19,7 +19,7 @@ async fn listener() -> (TcpListener, String) {
 }
 
 /// A connected (server, client) pair over loopback.
-async fn pair_with(server_config: Config) -> (WebSocket<TcpStream>, WebSocket<TcpStream>) {
+async fn pair_with(server_config: Config) -> (WebSocket<TcpStream>, WebSocket<Transport>) {
     let (l, url) = listener().await;
     let server = async move {
         let (s, _) = l.accept().await.unwrap();
@@ -29,7 +29,7 @@ async fn pair_with(server_config: Config) -> (WebSocket<TcpStream>, WebSocket<Tc
     tokio::time::timeout(T, async { tokio::join!(server, client) }).await.unwrap()
 }
 
-async fn pair() -> (WebSocket<TcpStream>, WebSocket<TcpStream>) {
+async fn pair() -> (WebSocket<TcpStream>, WebSocket<Transport>) {
     pair_with(Config::default()).await
 }
 
