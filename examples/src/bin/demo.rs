@@ -10,15 +10,17 @@
 //! - detached: ws://127.0.0.1:8080/csp/user/MyApp.Detached.cls
 //! - broadcast (for the load benchmark): ws://127.0.0.1:8080/csp/user/Bench.Broadcast.cls
 //!
+//! With `--tls-cert cert.pem --tls-key key.pem` the same port speaks https and wss (the
+//! files reload on SIGHUP or when they change).
+//!
 //! SIGTERM or Ctrl-C stops it gracefully: every socket gets 1001, then it exits.
 //! `demo --help` lists the limits it can set.
 
 use std::time::Duration;
 
 use clap::Parser;
-use examples::chat::{ChatServer, PAGE};
-use examples::detached::{Detached, worker};
-use examples::echo::MyWebSocketServer;
+use examples::demo_classes;
+use examples::detached::worker;
 use ws_cluster::{ClusterConfig, ClusterNode};
 use ws_server::{OriginPolicy, Registry, Server};
 
@@ -60,6 +62,12 @@ struct Args {
     /// Seconds a graceful shutdown waits for sockets to close.
     #[arg(long, default_value_t = 5.0)]
     shutdown_timeout: f64,
+    /// Serve https and wss with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Accept browser pages from this origin (repeatable); without it, only pages served by
     /// the host they connect to (cross-site requests get 403).
     #[arg(long, value_name = "ORIGIN")]
@@ -127,13 +135,11 @@ async fn serve(args: Args) -> std::io::Result<()> {
         None => None,
     };
     let (ids, id_queue) = tokio::sync::mpsc::unbounded_channel();
-    let server = Server::builder()
-        .registry(registry)
-        .class("user", "MyApp.MyWebSocketServer", move || MyWebSocketServer { timeout: echo_timeout })
-        .class("user", "Chat.Server", ChatServer::default)
-        .class("user", "MyApp.Detached", move || Detached::new(ids.clone()))
-        .class("user", "Bench.Broadcast", examples::broadcast::Broadcast::default)
-        .page("/", "text/html; charset=utf-8", PAGE)
+    let mut builder = demo_classes(Server::builder().registry(registry), echo_timeout, ids);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        builder = builder.tls_pem_files(cert, key);
+    }
+    let server = builder
         .origins(origins)
         .write_timeout(Some(secs(args.write_timeout)))
         .max_write_buffer(args.max_write_buffer)
@@ -144,7 +150,8 @@ async fn serve(args: Args) -> std::io::Result<()> {
         .shutdown_timeout(secs(args.shutdown_timeout))
         .bind(&args.addr)
         .await?;
-    println!("demo listening on http://{}/", server.local_addr());
+    let scheme = if server.is_tls() { "https" } else { "http" };
+    println!("demo listening on {scheme}://{}/", server.local_addr());
     let worker = worker(server.registry(), id_queue, secs(args.detached_delay), Duration::from_secs(30));
     let stop = server.shutdown_handle();
     tokio::spawn(async move {
