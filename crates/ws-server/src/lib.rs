@@ -15,6 +15,20 @@
 //! gets 403 ([`OriginPolicy::SameHost`]), and [`Server::run_until`] stops gracefully (1001 to
 //! every socket) on a signal such as [`shutdown_signal`].
 //!
+//! **Transports.** The listener speaks plain TCP or, with
+//! [`ServerBuilder::tls_pem_files`] or [`ServerBuilder::tls_config`] (the `tls` feature, on
+//! by default), TLS through rustls: https pages and wss sockets on one port, certificate files
+//! reloaded without a restart. Without a listener, [`ServerBuilder::build`] gives an
+//! [`Endpoint`] that serves any stream you accept yourself, or (the `hyper` feature) takes
+//! upgrade requests from a hyper or axum application, so a `Router` serves the classes next
+//! to its own routes. Every entry shares one registry, one set of limits and one shutdown.
+//!
+//! Sockets run on [`Transport`], an enum rather than a type parameter: a `TcpStream` stays
+//! on its direct path (one predictable branch per read or write: the echo path costs what
+//! it did on a bare `TcpStream`, measured in `benches/README.md`), and every other stream is
+//! boxed once. Generics would have made [`Connection`], the registry's handles and every
+//! server class generic over the stream for no measurable gain.
+//!
 //! Start with [`Server::builder`] and the [`WebSocketServer`] trait.
 
 mod builder;

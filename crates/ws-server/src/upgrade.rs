@@ -268,26 +268,16 @@ pub(crate) async fn handle_connection(
     let deadline = Instant::now() + shared.config.request_timeout;
     let mut stream = match incoming {
         Incoming::Other(stream) => stream,
+        #[cfg(not(feature = "tls"))]
+        Incoming::Tcp(tcp) => Transport::Tcp(tcp),
+        #[cfg(feature = "tls")]
         Incoming::Tcp(tcp) => match &shared.tls {
             None => Transport::Tcp(tcp),
-            Some(tls) => {
-                let accepting = tokio::time::timeout_at(deadline, tls.accept(tcp));
-                let done = tokio::select! {
-                    done = accepting => done,
-                    _ = shared.stop.cancelled() => return,
-                };
-                match done {
-                    Ok(Ok(tls)) => Transport::boxed(tls),
-                    Ok(Err(e)) => {
-                        tracing::debug!(?peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(?peer, "TLS handshake not completed in time: dropped");
-                        return;
-                    }
-                }
-            }
+            // Boxed: a plain connection's task does not carry rustls's handshake state.
+            Some(tls) => match Box::pin(accept_tls(tls, tcp, deadline, &shared)).await {
+                Some(tls) => tls,
+                None => return,
+            },
         },
     };
     // Until the head is complete the task holds only the stream and a small buffer: a
@@ -310,6 +300,33 @@ pub(crate) async fn handle_connection(
     drop(pending);
     if let Some(accepted) = accepted {
         tokio::spawn(run_socket(accepted, shared));
+    }
+}
+
+/// The TLS handshake, by `deadline`; `None` when it fails, stalls or shutdown begins.
+#[cfg(feature = "tls")]
+async fn accept_tls(
+    tls: &tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    deadline: Instant,
+    shared: &Shared,
+) -> Option<Transport> {
+    let peer = tcp.peer_addr().ok();
+    let accepting = tokio::time::timeout_at(deadline, tls.accept(tcp));
+    let done = tokio::select! {
+        done = accepting => done,
+        _ = shared.stop.cancelled() => return None,
+    };
+    match done {
+        Ok(Ok(tls)) => Some(Transport::boxed(tls)),
+        Ok(Err(e)) => {
+            tracing::debug!(?peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(?peer, "TLS handshake not completed in time: dropped");
+            None
+        }
     }
 }
 

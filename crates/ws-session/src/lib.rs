@@ -5,7 +5,9 @@
 //!
 //! It is not a server: there is no listener, routing or registry here (that is `ws-server`),
 //! and the protocol itself lives in `ws-proto`. It is the adapter between the two, for both
-//! roles: [`accept`] upgrades a stream you accepted yourself, [`connect`] opens a client.
+//! roles: [`accept`] upgrades a stream you accepted yourself, [`connect`] opens a client
+//! (`ws://`, or `wss://` with rustls under the `tls` feature: webpki's roots by default,
+//! [`ConnectOptions::root_ca_pem`] for a private CA).
 //!
 //! Start with [`WebSocket`]; get one from [`accept`], [`connect`] or
 //! [`WebSocket::from_upgraded`]. It is also a `futures` `Stream` of messages and a

@@ -62,10 +62,16 @@ async fn main() -> std::io::Result<()> {
         .init();
     let (ids, id_queue) = tokio::sync::mpsc::unbounded_channel();
     let origins = if args.any_origin { OriginPolicy::Any } else { OriginPolicy::SameHost };
-    let endpoint =
-        demo_classes(Server::builder(), Duration::from_secs_f64(args.echo_timeout), ids).origins(origins).build()?;
+    let endpoint = demo_classes(Server::builder(), Duration::from_secs_f64(args.echo_timeout), ids)
+        .origins(origins)
+        .build()?;
     let stop = endpoint.shutdown_handle();
-    let detached = worker(endpoint.registry(), id_queue, Duration::from_secs_f64(args.detached_delay), Duration::from_secs(30));
+    let detached = worker(
+        endpoint.registry(),
+        id_queue,
+        Duration::from_secs_f64(args.detached_delay),
+        Duration::from_secs(30),
+    );
     let worker_stop = stop.clone();
     tokio::spawn(async move {
         tokio::select! {
