@@ -10,9 +10,11 @@ const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 /// The `Sec-WebSocket-Accept` that answers [`KEY`] (§1.3).
 const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
-/// Where the load goes: a loopback address and a path.
+/// Where the load goes: a loopback address and a path, over TLS or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// `wss://`: TLS (the client configuration comes with `wsload --ca`).
+    pub tls: bool,
     /// The server's address (always loopback).
     pub addr: SocketAddr,
     /// The request target, starting with `/`.
@@ -22,17 +24,21 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `ws://HOST:PORT/path`, accepting only `127.0.0.1`, `localhost` and `[::1]`: the
-    /// load generator must never aim at another machine.
+    /// Parses `ws://HOST:PORT/path` or `wss://…`, accepting only `127.0.0.1`, `localhost` and
+    /// `[::1]`: the load generator must never aim at another machine.
     ///
     /// ```
     /// let t = benches::Target::parse("ws://localhost:9002/echo").unwrap();
-    /// assert_eq!(t.addr.to_string(), "127.0.0.1:9002");
-    /// assert_eq!(t.path, "/echo");
+    /// assert_eq!((t.addr.to_string().as_str(), t.path.as_str(), t.tls), ("127.0.0.1:9002", "/echo", false));
+    /// assert!(benches::Target::parse("wss://127.0.0.1:9002/").unwrap().tls);
     /// assert!(benches::Target::parse("ws://10.0.0.1:80/").is_err());
     /// ```
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = url.strip_prefix("ws://").ok_or_else(|| format!("{url}: only ws:// URLs"))?;
+        let (tls, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(format!("{url}: only ws:// and wss:// URLs")),
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -49,7 +55,12 @@ impl Target {
             other => return Err(format!("{other}: only 127.0.0.1, localhost or [::1] may be loaded")),
         };
         let port: u16 = port.parse().map_err(|_| format!("{url}: bad port {port:?}"))?;
-        Ok(Target { addr: SocketAddr::new(ip, port), path: path.to_string(), host: authority.to_string() })
+        Ok(Target {
+            tls,
+            addr: SocketAddr::new(ip, port),
+            path: path.to_string(),
+            host: authority.to_string(),
+        })
     }
 
     /// The upgrade request for this target.
@@ -119,7 +130,8 @@ mod tests {
         );
         assert!(Target::parse("ws://example.com:80/").is_err());
         assert!(Target::parse("ws://127.0.0.2:80/").is_err());
-        assert!(Target::parse("wss://127.0.0.1:80/").is_err());
+        assert!(Target::parse("wss://127.0.0.1:80/").unwrap().tls);
+        assert!(Target::parse("http://127.0.0.1:80/").is_err());
         assert!(Target::parse("ws://127.0.0.1/").is_err());
     }
 

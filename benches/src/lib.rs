@@ -1,11 +1,13 @@
 //! Benchmarks of the WebSocket stack and the `wsload` load generator. `cargo bench -p benches`
-//! runs the criterion suites in `benches/`; `wsload` drives a running server over loopback and
-//! `benches/compare.sh` sets it against tokio-tungstenite, fastwebsockets and a bare epoll
-//! floor (the method and the latest figures: `benches/README.md`).
+//! runs the criterion suites in `benches/`; `wsload` drives a running server over loopback
+//! (`ws://` or `wss://`) and `benches/compare.sh` sets it against tokio-tungstenite (also over
+//! tokio-rustls), fastwebsockets and a bare epoll floor (the method and the latest figures:
+//! `benches/README.md`).
 //! This is not a WebSocket client library: frames are built once, masked with a fixed key, and
 //! the handshake is a fixed request. Start with [`Options`] and [`run`].
 
 mod broadcast;
+mod connect;
 mod echo;
 pub mod floor;
 mod frame;
@@ -19,17 +21,19 @@ mod report;
 mod run;
 mod socket;
 mod tally;
+mod tls;
 
 pub use frame::{
     BINARY, CLOSE, CONTINUATION, FrameError, FrameReader, Header, Item, MASK, PING, PONG, TEXT, client_frame,
     mask_in_place,
 };
 pub use handshake::{HandshakeError, Target, check_response};
-pub use listen::listen;
+pub use listen::{listen, listen_with};
 pub use message::{Event, MessageReader, ProtocolError};
 pub use options::{BROADCAST_TAG, MAX_CONNECTIONS, MAX_SIZE, Mode, Options};
 pub use payload::{BroadcastFrame, EchoMessages, broadcast_payload, broadcast_tag, echo_payload};
 pub use process::{clock_ticks, cpu_time, rss_bytes, stat_cpu_ticks};
 pub use report::Report;
 pub use run::{deadline, run};
-pub use socket::{Failure, Socket};
+pub use socket::{Connector, Failure, Socket};
+pub use tls::{ALPN, TestCerts, client_config, server_config, test_ca};

@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
@@ -27,6 +28,9 @@ pub enum Mode {
     /// Connections that only open, to measure the server's memory per connection (needs
     /// `--server-pid`).
     Idle,
+    /// New connections per second: `--connections` connectors, each in a loop of connect
+    /// (TCP, TLS if asked, the upgrade) and close (the closing handshake); no messages.
+    Connect,
 }
 
 /// A WebSocket load generator for loopback servers: one thread, one task per connection,
@@ -34,13 +38,21 @@ pub enum Mode {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "wsload")]
 pub struct Options {
-    /// The server: `ws://HOST:PORT/PATH`, where HOST is `127.0.0.1`, `localhost` or `[::1]`.
+    /// The server: `ws://HOST:PORT/PATH` or `wss://…`, where HOST is `127.0.0.1`, `localhost`
+    /// or `[::1]`.
     #[arg(long = "url", value_name = "URL", value_parser = Target::parse)]
     pub target: Target,
+    /// TLS, as with a `wss://` URL: rustls on ring, TLS 1.3 with TLS13_AES_128_GCM_SHA256 and
+    /// X25519 only, ALPN `http/1.1`, no resumption (needs `--ca`).
+    #[arg(long)]
+    pub tls: bool,
+    /// TLS: the PEM file of the root CA to trust (`gen-cert` writes one).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Which load.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     pub mode: Mode,
-    /// How many connections.
+    /// How many connections (connect mode: how many connect at once).
     #[arg(long, default_value_t = 100, value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_CONNECTIONS as u64))]
     pub connections: usize,
     /// Payload bytes per message.
@@ -82,7 +94,12 @@ impl Options {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let options = Options::try_parse_from(args)?;
+        let mut options = Options::try_parse_from(args)?;
+        options.target.tls |= options.tls;
+        options.tls = options.target.tls;
+        if options.tls && options.ca.is_none() {
+            return Err(invalid("--ca: required with --tls or a wss:// URL"));
+        }
         if options.senders() > options.connections {
             return Err(invalid("--senders: at most --connections"));
         }
@@ -139,6 +156,10 @@ mod tests {
         assert_eq!(o.max_wait, Some(Duration::from_millis(500)));
         assert!(parse("--url ws://127.0.0.1:1/ --max-wait 0").is_err());
         assert!(parse("--url ws://127.0.0.1:1/ --duration 0.05").is_err());
+        assert!(parse("--url wss://127.0.0.1:1/").is_err()); // no --ca
+        let o = parse("--url ws://127.0.0.1:1/ --tls --ca ca.pem --mode connect").unwrap();
+        assert!(o.tls && o.target.tls && o.mode == Mode::Connect);
+        assert!(parse("--url wss://127.0.0.1:1/ --ca ca.pem").unwrap().tls);
     }
 
     #[test]

@@ -10,10 +10,12 @@ use crate::tally::Tally;
 /// The figures of one run. Rates are over the measured window only.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    /// `echo`, `broadcast` or `idle`.
+    /// `echo`, `broadcast`, `idle` or `connect`.
     pub mode: &'static str,
     /// The target URL's path.
     pub path: String,
+    /// Over TLS (`wss://`).
+    pub tls: bool,
     /// Connections asked for.
     pub connections: usize,
     /// Connections that completed the handshake.
@@ -28,11 +30,13 @@ pub struct Report {
     pub senders: usize,
     /// Length of the measured window, seconds.
     pub window_s: f64,
-    /// Messages verified in the window: echoes, or broadcast deliveries.
+    /// Messages verified in the window: echoes, or broadcast deliveries; connect mode:
+    /// connections opened and closed.
     pub messages: u64,
     /// Broadcast: rounds completed in the window.
     pub rounds: u64,
-    /// Latency quantiles in µs: per echo, or per broadcast round.
+    /// Latency quantiles in µs: per echo, per broadcast round, or to the `101` of a new
+    /// connection.
     pub p50_us: f64,
     /// 99th percentile, µs.
     pub p99_us: f64,
@@ -61,7 +65,9 @@ impl Report {
                 Mode::Echo => "echo",
                 Mode::Broadcast => "broadcast",
                 Mode::Idle => "idle",
+                Mode::Connect => "connect",
             },
+            tls: options.tls,
             path: options.target.path.clone(),
             connections: options.connections,
             size: options.size,
@@ -107,12 +113,22 @@ impl Report {
         }
     }
 
+    /// What one latency measures.
+    fn latency_of(&self) -> &'static str {
+        match self.mode {
+            "broadcast" => "round",
+            "connect" => "connection",
+            _ => "message",
+        }
+    }
+
     /// All figures as one JSON object.
     pub fn to_json(&self) -> Value {
         let round = |x: f64| (x * 100.0).round() / 100.0;
         json!({
             "mode": self.mode,
             "path": self.path,
+            "tls": self.tls,
             "connections": self.connections,
             "connected": self.connected,
             "connect_s": round(self.connect_s),
@@ -123,7 +139,7 @@ impl Report {
             "messages": self.messages,
             "msgs_per_s": round(self.msgs_per_s()),
             "rounds": self.rounds,
-            "latency_of": if self.mode == "broadcast" { "round" } else { "message" },
+            "latency_of": self.latency_of(),
             "p50_us": round(self.p50_us),
             "p99_us": round(self.p99_us),
             "max_us": round(self.max_us),
@@ -143,11 +159,16 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{} {}: {}/{} connections open in {:.2} s",
-            self.mode, self.path, self.connected, self.connections, self.connect_s
-        )?;
+        let scheme = if self.tls { "wss" } else { "ws" };
+        if self.mode == "connect" {
+            writeln!(f, "connect {scheme} {}: {} connectors", self.path, self.connections)?;
+        } else {
+            writeln!(
+                f,
+                "{} {scheme} {}: {}/{} connections open in {:.2} s",
+                self.mode, self.path, self.connected, self.connections, self.connect_s
+            )?;
+        }
         if self.mode == "idle" {
             if let Some(b) = self.bytes_per_conn() {
                 let mib = |x: Option<u64>| x.unwrap_or(0) as f64 / (1 << 20) as f64;
@@ -159,26 +180,27 @@ impl fmt::Display for Report {
                 )?;
             }
         } else {
-            let what = if self.mode == "broadcast" { "deliveries" } else { "echoes" };
-            writeln!(
-                f,
-                "{} {what} of {} B in {:.2} s: {:.0} msgs/s",
-                self.messages,
-                self.size,
-                self.window_s,
-                self.msgs_per_s()
-            )?;
+            let (unit, per_s, of) = match self.mode {
+                "connect" => ("connection", "connections/s", "connection (to the 101)"),
+                "broadcast" => ("message", "msgs/s", "round"),
+                _ => ("message", "msgs/s", "echo"),
+            };
+            match self.mode {
+                "connect" => write!(f, "{} connections opened and closed", self.messages)?,
+                "broadcast" => write!(f, "{} deliveries of {} B", self.messages, self.size)?,
+                _ => write!(f, "{} echoes of {} B", self.messages, self.size)?,
+            }
+            writeln!(f, " in {:.2} s: {:.0} {per_s}", self.window_s, self.msgs_per_s())?;
             if self.mode == "broadcast" {
                 writeln!(f, "{} rounds of {} senders", self.rounds, self.senders)?;
             }
-            let of = if self.mode == "broadcast" { "round" } else { "echo" };
             writeln!(
                 f,
                 "latency per {of}: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs",
                 self.p50_us, self.p99_us, self.max_us
             )?;
             if let (Some(cpu), Some(per)) = (self.server_cpu_s, self.server_cpu_us_per_msg()) {
-                writeln!(f, "server CPU {cpu:.2} s: {per:.3} µs per message")?;
+                writeln!(f, "server CPU {cpu:.2} s: {per:.3} µs per {unit}")?;
             }
             if let Some(share) = self.wsload_cpu_share() {
                 writeln!(f, "wsload CPU {:.0} % of one core", share * 100.0)?;

@@ -11,9 +11,9 @@ use crate::options::{Mode, Options};
 use crate::payload::EchoMessages;
 use crate::process;
 use crate::report::Report;
-use crate::socket::Socket;
+use crate::socket::{Connector, Socket};
 use crate::tally::{Phase, Tally};
-use crate::{broadcast, echo};
+use crate::{broadcast, connect, echo, tls};
 
 /// Handshakes in progress at once: enough to open thousands of connections in a second,
 /// few enough not to overflow the server's accept backlog.
@@ -36,14 +36,23 @@ pub fn deadline(options: &Options) -> Duration {
 
 /// Runs the load `options` describe and reports what it measured.
 pub fn run(options: Options) -> std::io::Result<Report> {
+    let tls = match &options.ca {
+        Some(ca) if options.tls => {
+            let pem = std::fs::read(ca)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", ca.display())))?;
+            Some(tls::client_config(&pem)?)
+        }
+        _ => None,
+    };
+    let connector = Connector::new(&options.target, tls)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    Ok(LocalSet::new().block_on(&runtime, run_local(Rc::new(options))))
+    Ok(LocalSet::new().block_on(&runtime, run_local(Rc::new(options), Rc::new(connector))))
 }
 
 /// Pause between the last handshake and the first broadcast round.
 const BROADCAST_SETTLE: Duration = Duration::from_secs(1);
 
-async fn run_local(options: Rc<Options>) -> Report {
+async fn run_local(options: Rc<Options>, connector: Rc<Connector>) -> Report {
     let tally = Rc::new(Tally::new());
     let echo_messages = Rc::new(EchoMessages::new(if options.mode == Mode::Echo { options.size } else { 0 }));
     let opening = Rc::new(Semaphore::new(OPENING_AT_ONCE));
@@ -51,10 +60,17 @@ async fn run_local(options: Rc<Options>) -> Report {
 
     let started = Instant::now();
     for _ in 0..options.connections {
-        let (options, tally, echo_messages, opening) =
-            (options.clone(), tally.clone(), echo_messages.clone(), opening.clone());
+        let (options, connector, tally, echo_messages, opening) =
+            (options.clone(), connector.clone(), tally.clone(), echo_messages.clone(), opening.clone());
         tokio::task::spawn_local(async move {
-            connection(&options, &tally, &echo_messages, &opening).await;
+            if options.mode == Mode::Connect {
+                // Connectors open nothing before the load starts.
+                tally.bump(&tally.settled);
+                let phase = tally.phase.subscribe();
+                connect::drive(&options.target, &connector, OPEN_LIMIT, CLOSE_LIMIT, &tally, phase).await;
+            } else {
+                connection(&options, &connector, &tally, &echo_messages, &opening).await;
+            }
             tally.bump(&tally.finished);
         });
     }
@@ -115,10 +131,16 @@ async fn run_local(options: Rc<Options>) -> Report {
 }
 
 /// One connection's life: open, wait for the load to start, run it, close.
-async fn connection(options: &Options, tally: &Tally, echo_messages: &EchoMessages, opening: &Semaphore) {
+async fn connection(
+    options: &Options,
+    connector: &Connector,
+    tally: &Tally,
+    echo_messages: &EchoMessages,
+    opening: &Semaphore,
+) {
     let opened = tokio::time::timeout(OPEN_LIMIT, async {
         let _permit = opening.acquire().await.expect("the semaphore stays open");
-        Socket::connect(&options.target).await
+        Socket::connect(&options.target, connector).await
     })
     .await;
     let mut socket = match opened {
@@ -157,6 +179,7 @@ async fn connection(options: &Options, tally: &Tally, echo_messages: &EchoMessag
             stopped.await;
             Ok(())
         }
+        Mode::Connect => unreachable!("connectors run connect::drive"),
     };
     match driven {
         Ok(()) => {
