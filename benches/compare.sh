@@ -3,19 +3,33 @@
 # fastwebsockets, and against the floor in the echo scenarios, same load (wsload), same run,
 # with ratios. How to read it, and the latest tables: benches/README.md.
 #
-#   bash benches/compare.sh            # ROUNDS=3 rounds of DURATION=10 s runs (~20 min)
-#   QUICK=1 bash benches/compare.sh    # 1 round of 2 s runs (~3 min), for a first look
+#   bash benches/compare.sh            # ROUNDS=3 rounds of DURATION=10 s runs (~25 min)
+#   QUICK=1 bash benches/compare.sh    # 1 round of 2 s runs (~4 min), for a first look
+#   bash benches/compare.sh tls        # only the wss:// scenarios (~6 min); `plain`: all others
 #
 # Builds everything in release, then for each scenario and round starts each server in turn
 # (fresh, on a free loopback port, pinned to CPU 0) and runs wsload against it (pinned to
 # CPU 1); the order of the servers rotates from round to round. Tables of medians over the
 # rounds go to stdout and target/bench/table.txt, the raw JSON lines to
 # target/bench/results.jsonl. Environment: ROUNDS, DURATION (s), WARMUP (s), QUICK=1,
-# JOBS (cargo -j, default 1), IDLE_CONNS (default 5000), BROADCAST_CONNS (default 10000),
-# SENDERS (default 10), ONLY (run only the scenarios whose name contains it), BASELINE_DEMO
-# (another build of the demo, run beside ours as `ours-demo-base`).
+# JOBS (cargo -j, default 1), BUILD=0 (run the binaries already in target/release),
+# IDLE_CONNS (default 5000), BROADCAST_CONNS (default 10000), SENDERS (default 10),
+# CONNECTORS (TLS connect rate, default 32), ONLY (run only the scenarios whose name contains
+# it; `ONLY=echo` includes tls-echo-*, `ONLY=echo bash benches/compare.sh plain` does not),
+# BASELINE_DEMO (another build of the demo, run beside ours as `ours-demo-base`).
+#
+# The TLS scenarios (`tls-*`) run the demo with --tls-cert/--tls-key against
+# peer-tungstenite-tls on one certificate that gen-cert makes (ECDSA P-256); wsload's client
+# offers only TLS 1.3, TLS13_AES_128_GCM_SHA256 and X25519 (so both servers use them), ALPN
+# http/1.1 and no session resumption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+GROUP="${1:-}"
+case "$GROUP" in
+  "" | tls | plain) ;;
+  *) echo "usage: benches/compare.sh [tls|plain]  (no argument: every scenario)" >&2; exit 2 ;;
+esac
 
 if [ "${QUICK:-0}" = 1 ]; then
   ROUNDS="${ROUNDS:-1}" DURATION="${DURATION:-2}" WARMUP="${WARMUP:-0.5}"
@@ -26,11 +40,13 @@ WARMUP="${WARMUP:-1}"
 IDLE_CONNS="${IDLE_CONNS:-5000}"
 BROADCAST_CONNS="${BROADCAST_CONNS:-10000}"
 SENDERS="${SENDERS:-10}"
+CONNECTORS="${CONNECTORS:-32}"
 ONLY="${ONLY:-}"
 T=target/release
 OUT=target/bench
 RESULTS="$OUT/results.jsonl"
 TABLE="$OUT/table.txt"
+CERTS="$OUT/tls"
 
 # Each side of a run holds one socket per connection, plus a few.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -45,11 +61,14 @@ else
   SERVER_CPU=() LOAD_CPU=()
 fi
 
-echo "== building (release)" >&2
-cargo build --release -j "${JOBS:-1}" -p examples -p benches --bins >&2
+if [ "${BUILD:-1}" = 1 ]; then
+  echo "== building (release)" >&2
+  cargo build --release -j "${JOBS:-1}" -p examples -p benches --bins >&2
+fi
 
 mkdir -p "$OUT"
 : >"$RESULTS"
+"$T/gen-cert" --out "$CERTS" >&2
 
 # The servers: command line, echo path, broadcast path.
 server_cmd() {
@@ -61,6 +80,15 @@ server_cmd() {
     floor) echo "$T/floor" ;;
     ours-demo-base) echo "$BASELINE_DEMO --echo-timeout 100000" ;;
     tungstenite-broadcast) echo "$T/peer-tungstenite-broadcast" ;;
+    ours-demo-tls) echo "$T/demo --echo-timeout 100000 --tls-cert $CERTS/cert.pem --tls-key $CERTS/key.pem" ;;
+    tungstenite-tls) echo "$T/peer-tungstenite-tls --cert $CERTS/cert.pem --key $CERTS/key.pem" ;;
+  esac
+}
+# The URL and wsload's TLS option for a server: its name ends in -tls for wss://.
+server_url() { # server mode address
+  case "$1" in
+    *-tls) echo "wss://$3$(server_path "$1" "$2") --ca $CERTS/ca.pem" ;;
+    *) echo "ws://$3$(server_path "$1" "$2")" ;;
   esac
 }
 server_path() { # server mode
@@ -75,6 +103,15 @@ ECHO_SERVERS=(ours-demo ours-autobahn tungstenite fastwebsockets)
 # echoes in place with no runtime, about the least CPU per message an echo costs on this kernel.
 FLOOR_SERVERS=(floor)
 BROADCAST_SERVERS=(ours-demo tungstenite-broadcast)
+# wss://: the demo's echo class against tokio-tungstenite over tokio-rustls; the idle scenario
+# also runs the plain demo, for the memory TLS adds per connection.
+TLS_SERVERS=(ours-demo-tls tungstenite-tls)
+TLS_IDLE_SERVERS=(ours-demo ours-demo-tls tungstenite-tls)
+if ! "$T/demo" --help | grep -q -- --tls-cert; then
+  echo "compare.sh: this demo has no --tls-cert; the TLS scenarios run tungstenite-tls alone" >&2
+  TLS_SERVERS=(tungstenite-tls)
+  TLS_IDLE_SERVERS=(ours-demo tungstenite-tls)
+fi
 # BASELINE_DEMO=path/to/an/older/demo adds it as `ours-demo-base` (A/B of a change, same run).
 if [ -n "${BASELINE_DEMO:-}" ]; then
   ECHO_SERVERS+=(ours-demo-base)
@@ -89,6 +126,10 @@ SCENARIOS=(
   "echo-100x20-k10|--mode echo --connections 100 --size 20 --inflight 10|echo 100 connections x 20 B, 10 in flight"
   "idle-$IDLE_CONNS|--mode idle --connections $IDLE_CONNS|idle: $IDLE_CONNS open connections, server memory"
   "broadcast-${BROADCAST_CONNS}x20-s$SENDERS|--mode broadcast --connections $BROADCAST_CONNS --size 20 --senders $SENDERS|broadcast to $BROADCAST_CONNS connections x 20 B, $SENDERS senders per round"
+  "tls-echo-100x20|--mode echo --connections 100 --size 20|wss echo 100 connections x 20 B, 1 in flight"
+  "tls-echo-100x16k|--mode echo --connections 100 --size 16384|wss echo 100 connections x 16 KiB, 1 in flight"
+  "tls-connect-c$CONNECTORS|--mode connect --connections $CONNECTORS|new wss connections (TCP, TLS 1.3 full handshake, upgrade, closing handshake), $CONNECTORS connectors"
+  "tls-idle-$IDLE_CONNS|--mode idle --connections $IDLE_CONNS|idle: $IDLE_CONNS open connections (wss, and ours over ws beside), server memory"
 )
 
 # shellcheck source=benches/listening.sh
@@ -125,10 +166,16 @@ start_server() {
 for scenario in "${SCENARIOS[@]}"; do
   IFS='|' read -r name args _ <<<"$scenario"
   if [ -n "$ONLY" ] && [[ "$name" != *"$ONLY"* ]]; then continue; fi
+  case "$GROUP:$name" in
+    tls:tls-*) ;;
+    tls:* | plain:tls-*) continue ;;
+  esac
   mode=$(sed 's/.*--mode \([a-z]*\).*/\1/' <<<"$args")
-  case "$mode" in
-    broadcast) servers=("${BROADCAST_SERVERS[@]}") ;;
-    echo) servers=("${ECHO_SERVERS[@]}" "${FLOOR_SERVERS[@]}") ;;
+  case "$name:$mode" in
+    tls-idle*) servers=("${TLS_IDLE_SERVERS[@]}") ;;
+    tls-*) servers=("${TLS_SERVERS[@]}") ;;
+    *:broadcast) servers=("${BROADCAST_SERVERS[@]}") ;;
+    *:echo) servers=("${ECHO_SERVERS[@]}" "${FLOOR_SERVERS[@]}") ;;
     *) servers=("${ECHO_SERVERS[@]}") ;;
   esac
   for round in $(seq "$ROUNDS"); do
@@ -136,8 +183,8 @@ for scenario in "${SCENARIOS[@]}"; do
     for i in $(seq 0 $((n - 1))); do
       server=${servers[$(((i + round - 1) % n))]}
       start_server "$server"
-      # shellcheck disable=SC2086
-      if ! line=$("${LOAD_CPU[@]}" "$T/wsload" --url "ws://$SERVER_ADDR$(server_path "$server" "$mode")" $args \
+      # shellcheck disable=SC2046,SC2086
+      if ! line=$("${LOAD_CPU[@]}" "$T/wsload" --url $(server_url "$server" "$mode" "$SERVER_ADDR") $args \
           --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json) || [ -z "$line" ]; then
         line='{"failed":true}'
       fi
@@ -190,7 +237,11 @@ for name in order:
     print(f"\n== {name}: {label.get(name, '')}")
     ours = [s for s in servers if s.startswith("ours-")]
     peers = [s for s in servers if not s.startswith("ours-")]
-    if name.startswith("idle"):
+    # A server over TLS (name ending in -tls) is compared with peers over TLS only.
+    def same_transport(a, b):
+        return a.endswith("-tls") == b.endswith("-tls")
+    modes = {r.get("mode") for r in rows}
+    if "idle" in modes:
         print(f"{'server':<24}{'bytes/conn':>12}{'RSS after MiB':>15}{'errors':>8}")
         for s in servers:
             after = med(by[s], "rss_after")
@@ -198,12 +249,16 @@ for name in order:
                   f"{num(after / 2**20 if after else None, '.1f'):>15}{errors[s]:>8}"
                   + (f"  ({failed[s]} failed)" if failed[s] else ""))
         print(f"{'ours / peer':<40}{'bytes/conn':>12}")
-        for o in ours:
-            for p in peers:
-                print(f"{o + ' / ' + p:<40}{ratio(med(by[o], 'bytes_per_conn'), med(by[p], 'bytes_per_conn')):>12}")
+        pairs = [(o, p) for o in ours for p in peers if same_transport(o, p)]
+        # What TLS adds: a server over wss against itself over ws, in the same run.
+        pairs += [(s, s[:-4]) for s in servers if s.endswith("-tls") and s[:-4] in servers]
+        for a, b in pairs:
+            print(f"{a + ' / ' + b:<40}{ratio(med(by[a], 'bytes_per_conn'), med(by[b], 'bytes_per_conn')):>12}")
         continue
-    lat = "round" if name.startswith("broadcast") else "echo"
-    print(f"{'server':<24}{'msgs/s':>12}{'p50 µs':>10}{'p99 µs':>10}{'CPU µs/msg':>12}{'wsload CPU':>12}{'errors':>8}"
+    connect = "connect" in modes
+    lat = "round" if name.startswith("broadcast") else "new connection, to the 101" if connect else "echo"
+    rate, cpu = ("conns/s", "CPU µs/conn") if connect else ("msgs/s", "CPU µs/msg")
+    print(f"{'server':<24}{rate:>12}{'p50 µs':>10}{'p99 µs':>10}{cpu:>12}{'wsload CPU':>12}{'errors':>8}"
           f"   (latency per {lat})")
     for s in servers:
         share = med(by[s], "wsload_cpu_share")
@@ -211,10 +266,11 @@ for name in order:
               f"{num(med(by[s], 'p99_us'), ',.0f'):>10}{num(med(by[s], 'server_cpu_us_per_msg'), '.3f'):>12}"
               f"{num(share * 100 if share is not None else None, '.0f') + ' %':>12}{errors[s]:>8}"
               + (f"  ({failed[s]} failed)" if failed[s] else ""))
-    print(f"{'ours / peer':<40}{'msgs/s':>10}{'CPU/msg':>10}   (msgs/s > 1: ours faster; CPU/msg < 1: ours cheaper)")
+    rate, cpu = ("conns/s", "CPU/conn") if connect else ("msgs/s", "CPU/msg")
+    print(f"{'ours / peer':<40}{rate:>10}{cpu:>10}   ({rate} > 1: ours faster; {cpu} < 1: ours cheaper)")
     # Ours against every peer and the floor, then the floor against the peers: how far below
     # them any server could go here.
-    pairs = [(o, p) for o in ours for p in peers]
+    pairs = [(o, p) for o in ours for p in peers if same_transport(o, p)]
     pairs += [("floor", p) for p in peers if "floor" in peers and p != "floor"]
     for a, b in pairs:
         print(f"{a + ' / ' + b:<40}{ratio(med(by[a], 'msgs_per_s'), med(by[b], 'msgs_per_s')):>10}"

@@ -7,7 +7,7 @@
 listening_addr() {
   local log=$1 pid=$2 tries=$3 addr
   for _ in $(seq "$tries"); do
-    addr=$(grep -so 'listening on [^ ]*' "$log" | head -n1 | sed 's#^listening on ##; s#^http://##; s#/$##') || true
+    addr=$(grep -so 'listening on [^ ]*' "$log" | head -n1 | sed 's#^listening on ##; s#^https\?://##; s#/$##') || true
     if [ -n "$addr" ]; then
       echo "$addr"
       return 0
