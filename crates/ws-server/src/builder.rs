@@ -54,6 +54,8 @@ pub struct ServerBuilder {
     pages: HashMap<String, Page>,
     origins: OriginPolicy,
     registry: Option<Registry>,
+    metrics: bool,
+    admin_token: Option<String>,
     #[cfg(feature = "tls")]
     tls: Option<TlsSource>,
 }
@@ -243,6 +245,26 @@ impl ServerBuilder {
         self
     }
 
+    /// Counts Prometheus metrics and serves them at `GET /metrics` in the text format (off by
+    /// default): sockets, handshake failures, messages and bytes per class, close codes,
+    /// slow consumers, rooms and, with a cluster, its bus. An axum application can serve
+    /// them itself from [`Endpoint::metrics_text`]. Counting costs the echo path no
+    /// measurable CPU (each socket counts in counters of its own, summed when scraped).
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// Turns on the live admin page at `/admin` (off by default), for requests that carry
+    /// `token` as `?token=` or `Authorization: Bearer`; others get 401. It shows sockets per
+    /// class, room and node, a room's presence, message and byte rates, close codes, slow
+    /// consumers and the cluster bus (and counts metrics, as [`metrics`](Self::metrics)
+    /// does, without serving `/metrics` unless that is on too).
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.admin_token = Some(token.into()).filter(|t| !t.is_empty());
+        self
+    }
+
     /// Binds the listener (`127.0.0.1:8080` is the demo's default), with a listen backlog of
     /// 1024 connections waiting to be accepted (the standard library's 128 overflows when
     /// thousands of clients reconnect at once).
@@ -281,6 +303,11 @@ impl ServerBuilder {
             }
         };
         let slots = Slots::new(self.config.max_connections, self.config.max_pending_handshakes);
+        let registry = self.registry.unwrap_or_default();
+        let metrics = (self.metrics || self.admin_token.is_some()).then(|| {
+            let classes = self.classes.values().chain(self.routes.values()).map(|r| r.name.clone());
+            crate::metrics::Metrics::new(classes, registry.clone(), self.metrics, self.admin_token)
+        });
         let shared = Arc::new(Shared {
             socket_config: Arc::new(self.config.socket.clone()),
             config: self.config,
@@ -288,10 +315,11 @@ impl ServerBuilder {
             routes: self.routes,
             pages: self.pages,
             origins: self.origins,
-            registry: self.registry.unwrap_or_default(),
+            registry,
             stop: CancellationToken::new(),
             slots,
             refusing: AtomicUsize::new(0),
+            metrics,
             #[cfg(feature = "tls")]
             tls,
             #[cfg(feature = "tls")]

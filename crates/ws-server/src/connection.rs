@@ -10,6 +10,7 @@ use ws_session::Transport;
 use ws_session::{DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message, WebSocket};
 
 use crate::mailbox::{Command, Mailbox, Pushed, close_slow, queue_pushed};
+use crate::metrics::Meter;
 use crate::{Registry, SharedHandle, WebSocketId};
 
 enum Kind {
@@ -33,6 +34,9 @@ pub struct Connection {
     registry: Registry,
     binary_data: bool,
     kind: Kind,
+    /// A dedicated socket's message counters, when metrics are on (a shared socket's driver
+    /// counts its own).
+    meter: Option<Meter>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -49,7 +53,8 @@ impl Connection {
         ws: Box<WebSocket<Transport>>,
         mailbox: Arc<Mailbox>,
     ) -> Self {
-        Connection { id, session_id, registry, binary_data: false, kind: Kind::Dedicated { ws, mailbox } }
+        let kind = Kind::Dedicated { ws, mailbox };
+        Connection { id, session_id, registry, binary_data: false, kind, meter: None }
     }
 
     pub(crate) fn shared(
@@ -58,7 +63,17 @@ impl Connection {
         registry: Registry,
         handle: SharedHandle,
     ) -> Self {
-        Connection { id, session_id, registry, binary_data: false, kind: Kind::Shared(Box::new(handle)) }
+        let kind = Kind::Shared(Box::new(handle));
+        Connection { id, session_id, registry, binary_data: false, kind, meter: None }
+    }
+
+    pub(crate) fn with_meter(mut self, meter: Option<Meter>) -> Self {
+        self.meter = meter;
+        self
+    }
+
+    pub(crate) fn take_meter(&mut self) -> Option<Meter> {
+        self.meter.take()
     }
 
     /// IRIS `WebSocketID`: this socket's unique id.
@@ -143,18 +158,22 @@ impl Connection {
                 // Frames other tasks pushed go out first, together in one write. (The
                 // registry wakes a socket only after the runtime has polled its other
                 // sockets, so what several senders publish at once is already queued here.)
+                let meter = self.meter.as_ref();
                 if mailbox.has_pending() {
-                    match queue_commands(ws, mailbox, &self.registry, self.id)? {
+                    match queue_commands(ws, mailbox, &self.registry, self.id, meter)? {
                         Rest::Nothing => {}
                         Rest::Send => ws.send_queued().await?,
                         // Boxed: rare, and its state would enlarge every waiting read.
-                        rest => Box::pin(run_rest(ws, mailbox, rest)).await?,
+                        rest => Box::pin(run_rest(ws, mailbox, rest, meter)).await?,
                     }
                 }
                 // Returns `None` when another task queued something for this socket.
                 if let Some(msg) =
                     ws.read_interruptible_until(len, &mut deadline, mailbox.interrupt()).await?
                 {
+                    if let Some(meter) = meter {
+                        meter.received(msg.len(), !ws.message_continues());
+                    }
                     return Ok(msg);
                 }
             }
@@ -180,7 +199,7 @@ impl Connection {
         }
         match &mut self.kind {
             // The socket's own `binary_data` follows ours (see `set_binary_data`).
-            Kind::Dedicated { ws, .. } => ws.write(data).await,
+            Kind::Dedicated { ws, .. } => counted(ws.write(data).await, &self.meter, data.len()),
             Kind::Shared(h) if self.binary_data => Box::pin(h.write_binary(data.as_bytes())).await,
             Kind::Shared(h) => Box::pin(h.write(data)).await,
         }
@@ -192,7 +211,7 @@ impl Connection {
             pending.await?;
         }
         match &mut self.kind {
-            Kind::Dedicated { ws, .. } => ws.write_binary(data).await,
+            Kind::Dedicated { ws, .. } => counted(ws.write_binary(data).await, &self.meter, data.len()),
             Kind::Shared(h) => Box::pin(h.write_binary(data)).await,
         }
     }
@@ -203,7 +222,7 @@ impl Connection {
             pending.await?;
         }
         match &mut self.kind {
-            Kind::Dedicated { ws, .. } => ws.write_message(msg).await,
+            Kind::Dedicated { ws, .. } => counted(ws.write_message(msg).await, &self.meter, msg.len()),
             Kind::Shared(h) => Box::pin(h.write_message(msg.clone())).await,
         }
     }
@@ -215,7 +234,7 @@ impl Connection {
         match &mut self.kind {
             // Boxed: rare before a write, and it would enlarge every write's future.
             Kind::Dedicated { ws, mailbox } if mailbox.has_pending() => {
-                Some(Box::pin(run_commands(ws, mailbox, &self.registry, self.id)))
+                Some(Box::pin(run_commands(ws, mailbox, &self.registry, self.id, self.meter.as_ref())))
             }
             _ => None,
         }
@@ -268,12 +287,22 @@ async fn run_commands(
     mailbox: &Mailbox,
     registry: &Registry,
     id: WebSocketId,
+    meter: Option<&Meter>,
 ) -> Result<(), Error> {
-    match queue_commands(ws, mailbox, registry, id)? {
+    match queue_commands(ws, mailbox, registry, id, meter)? {
         Rest::Nothing => Ok(()),
         Rest::Send => ws.send_queued().await,
-        rest => run_rest(ws, mailbox, rest).await,
+        rest => run_rest(ws, mailbox, rest, meter).await,
     }
+}
+
+/// A write's result, counted when the message was queued.
+#[inline]
+fn counted(result: Result<(), Error>, meter: &Option<Meter>, bytes: usize) -> Result<(), Error> {
+    if let (Ok(()), Some(meter)) = (&result, meter) {
+        meter.sent(bytes);
+    }
+    result
 }
 
 /// What is left to do once the pushed frames are queued.
@@ -297,6 +326,7 @@ fn queue_commands(
     mailbox: &Mailbox,
     registry: &Registry,
     id: WebSocketId,
+    meter: Option<&Meter>,
 ) -> Result<Rest, Error> {
     let mut commands = mailbox.take_all();
     if mailbox.is_slow() {
@@ -307,7 +337,12 @@ fn queue_commands(
     while let Some(cmd) = commands.pop_front() {
         match cmd {
             Command::Frame(frame) => match queue_pushed(ws, mailbox, &frame)? {
-                Pushed::Queued => queued = true,
+                Pushed::Queued => {
+                    if let Some(meter) = meter {
+                        meter.pushed(&frame);
+                    }
+                    queued = true
+                }
                 Pushed::Slow { first } => {
                     if first {
                         registry.slow_consumer(&id, mailbox.max_bytes());
@@ -325,7 +360,12 @@ fn queue_commands(
 }
 
 /// The rare rest of [`queue_commands`]'s work.
-async fn run_rest(ws: &mut WebSocket<Transport>, mailbox: &Mailbox, rest: Rest) -> Result<(), Error> {
+async fn run_rest(
+    ws: &mut WebSocket<Transport>,
+    mailbox: &Mailbox,
+    rest: Rest,
+    meter: Option<&Meter>,
+) -> Result<(), Error> {
     match rest {
         Rest::Nothing => Ok(()),
         Rest::Send => ws.send_queued().await,
@@ -333,17 +373,29 @@ async fn run_rest(ws: &mut WebSocket<Transport>, mailbox: &Mailbox, rest: Rest) 
             let (code, reason) = close_slow(ws, mailbox, commands).await;
             Err(Error::Closed { code, reason })
         }
-        Rest::Requests(commands) => run_requests(ws, commands).await,
+        Rest::Requests(commands) => run_requests(ws, commands, meter).await,
     }
 }
 
 /// The write and close requests (and any frames after them), in order.
-async fn run_requests(ws: &mut WebSocket<Transport>, commands: VecDeque<Command>) -> Result<(), Error> {
+async fn run_requests(
+    ws: &mut WebSocket<Transport>,
+    commands: VecDeque<Command>,
+    meter: Option<&Meter>,
+) -> Result<(), Error> {
     for cmd in commands {
         match cmd {
-            Command::Frame(frame) => ws.write_encoded(&frame).await?,
+            Command::Frame(frame) => {
+                ws.write_encoded(&frame).await?;
+                if let Some(meter) = meter {
+                    meter.pushed(&frame);
+                }
+            }
             Command::Write { msg, reply } => {
                 let result = ws.write_message(&msg).await;
+                if let (Ok(()), Some(meter)) = (&result, meter) {
+                    meter.sent(msg.len());
+                }
                 let failed = result.is_err();
                 let _ = reply.send(result);
                 if failed {

@@ -31,6 +31,7 @@
 //!
 //! Start with [`Server::builder`] and the [`WebSocketServer`] trait.
 
+mod admin;
 mod builder;
 mod class;
 mod cluster;
@@ -42,6 +43,7 @@ mod hyper;
 mod id;
 mod lifecycle;
 mod mailbox;
+mod metrics;
 mod registry;
 mod request;
 mod rooms;
@@ -62,6 +64,7 @@ pub use config::{OriginPolicy, ServerConfig};
 pub use connection::Connection;
 pub use endpoint::Endpoint;
 pub use id::{InvalidId, WebSocketId};
+pub use metrics::ClusterStats;
 pub use registry::{LocalSocket, Registry, RegistryStats, SocketInfo};
 pub use request::Request;
 pub use rooms::{Member, PresenceEvent};

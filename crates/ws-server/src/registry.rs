@@ -90,6 +90,8 @@ pub(crate) struct Inner {
     pub(crate) wakes: Arc<DeferredWakes>,
     pub(crate) slow_consumer_closes: AtomicU64,
     pub(crate) dropped_frames: AtomicU64,
+    /// What the cluster backend reports for the metrics.
+    pub(crate) cluster_stats: crate::metrics::ClusterStats,
 }
 
 /// Counters of what the registry did to protect the server from slow consumers.
@@ -113,6 +115,7 @@ impl Default for Inner {
             wakes: Arc::default(),
             slow_consumer_closes: AtomicU64::new(0),
             dropped_frames: AtomicU64::new(0),
+            cluster_stats: Default::default(),
         }
     }
 }

@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) slots: Slots,
     /// Connections being answered 503 right now (the answer lingers briefly).
     pub(crate) refusing: AtomicUsize,
+    /// Metrics (and the admin page), when turned on.
+    pub(crate) metrics: Option<crate::metrics::Metrics>,
     /// TLS on the listener, when configured.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,

@@ -13,6 +13,7 @@ use ws_session::Transport;
 use ws_session::{DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message, WebSocket};
 
 use crate::mailbox::{Command, Mailbox, Pushed, close_slow, queue_pushed, refuse_all};
+use crate::metrics::Meter;
 use crate::{Registry, RemoteSocket, WebSocketId};
 
 /// Messages a shared socket keeps for its readers before it stops reading (TCP backpressure
@@ -165,6 +166,7 @@ struct Waiting {
 
 /// Drives a shared socket until it closes: reads input into the inbox, serves readers, runs
 /// commands, and closes the socket after `session_timeout` without traffic either way.
+/// Counts its messages in `meter`.
 pub(crate) async fn run(
     mut ws: WebSocket<Transport>,
     mailbox: Arc<Mailbox>,
@@ -172,6 +174,7 @@ pub(crate) async fn run(
     session_timeout: Duration,
     registry: Registry,
     id: WebSocketId,
+    meter: Option<&Meter>,
 ) {
     let mut inbox: VecDeque<Message> = VecDeque::new();
     let mut readers: VecDeque<Waiting> = VecDeque::new();
@@ -209,7 +212,12 @@ pub(crate) async fn run(
                 while let Some(cmd) = commands.pop_front() {
                     match cmd {
                         Command::Frame(frame) => match queue_pushed(&mut ws, &mailbox, &frame) {
-                            Ok(Pushed::Queued) => queued = true,
+                            Ok(Pushed::Queued) => {
+                                if let Some(meter) = meter {
+                                    meter.pushed(&frame);
+                                }
+                                queued = true
+                            }
                             Ok(Pushed::Slow { first }) => {
                                 if first {
                                     registry.slow_consumer(&id, mailbox.max_bytes());
@@ -220,6 +228,9 @@ pub(crate) async fn run(
                         },
                         Command::Write { msg, reply } => {
                             let result = ws.write_message(&msg).await;
+                            if let (Ok(()), Some(meter)) = (&result, meter) {
+                                meter.sent(msg.len());
+                            }
                             let failed = result.as_ref().err().map(closed_by);
                             let _ = reply.send(result);
                             if let Some(ended) = failed {
@@ -243,6 +254,9 @@ pub(crate) async fn run(
             read = ws.read(0, wake.saturating_duration_since(now)), if room => match read {
                 Ok(msg) => {
                     last_activity = Instant::now();
+                    if let Some(meter) = meter {
+                        meter.received(msg.len(), true);
+                    }
                     inbox.push_back(msg);
                 }
                 Err(Error::Timeout) => {}

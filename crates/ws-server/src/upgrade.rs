@@ -146,7 +146,8 @@ impl Upgrade {
         ));
         let mailbox =
             Arc::new(Mailbox::new(shared.config.max_queued_bytes, shared.config.slow_consumer_code));
-        let conn = Connection::dedicated(self.id, self.session_id, shared.registry.clone(), ws, mailbox);
+        let conn = Connection::dedicated(self.id, self.session_id, shared.registry.clone(), ws, mailbox)
+            .with_meter(shared.metrics.as_ref().and_then(|m| m.open(&self.class)));
         Accepted { conn, instance: self.instance, class: self.class, shared: self.shared }
     }
 }
@@ -165,6 +166,9 @@ pub(crate) async fn decide(
     let set_cookie = set_cookie.then(|| session_cookie(&config.session_cookie, &session_id));
 
     if !request.is_upgrade() {
+        if let Some(answer) = crate::admin::answer(shared, &request).await {
+            return Err(answer); // /metrics and /admin, rendered now
+        }
         return Err(page(shared, &request, set_cookie));
     }
     let route = match class_from_path(&request.path) {
@@ -358,9 +362,15 @@ where
         return respond(&mut stream, Answer::text(400, "malformed request\n")).await;
     }
     let request = Request::from_parsed(&parsed, peer);
+    let is_upgrade = request.is_upgrade();
     let upgrade = match decide(shared, &parsed, request).await {
         Ok(upgrade) => upgrade,
-        Err(answer) => return respond(&mut stream, answer).await,
+        Err(answer) => {
+            if is_upgrade {
+                crate::metrics::handshake_failed(shared, answer.status);
+            }
+            return respond(&mut stream, answer).await;
+        }
     };
     drop(headers); // ends the borrow of `buf` by the parsed request
     // Keep only what follows the request (usually nothing), not the handshake buffer.
