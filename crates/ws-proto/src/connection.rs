@@ -6,6 +6,9 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseFrame, encode_close_payload, parse_close_payload};
 use crate::frame::{FrameHeader, HeaderError, HeaderParse, OpCode};
+
+/// RSV1, "Per-Message Compressed" (RFC 7692 section 6).
+const RSV1: u8 = 0b100;
 use crate::{ProtocolError, Utf8Bytes, Utf8Validator, apply_mask};
 
 mod send;
@@ -178,6 +181,15 @@ pub struct Connection {
     utf8: Utf8Validator,
     /// Kind of the fragmented message being sent.
     sending: Option<MessageKind>,
+    /// The message being received (`receiving`) is compressed (RSV1 on its first frame).
+    receiving_compressed: bool,
+    /// The fragmented message being sent (`sending`) is compressed.
+    #[cfg(feature = "deflate")]
+    sending_compressed: bool,
+    /// permessage-deflate, once agreed ([`Connection::set_deflate`]). Boxed: one pointer on
+    /// every connection, the state only where compression was agreed.
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<crate::deflate::codec::DeflateState>>,
     close_sent: bool,
     /// Boxed: set once, at the end, and every connection carries the field.
     close_received: Option<Box<Option<CloseFrame>>>,
@@ -201,12 +213,49 @@ impl Connection {
             message: BytesMut::new(),
             utf8: Utf8Validator::new(),
             sending: None,
+            receiving_compressed: false,
+            #[cfg(feature = "deflate")]
+            sending_compressed: false,
+            #[cfg(feature = "deflate")]
+            deflate: None,
             close_sent: false,
             close_received: None,
             failed: None,
             pending_pong: None,
             rng,
         }
+    }
+
+    /// Turns on permessage-deflate (RFC 7692) with the parameters the handshake agreed
+    /// ([`negotiate_deflate`](crate::negotiate_deflate) on a server,
+    /// [`validate_response_with`](crate::validate_response_with) on a client) and this end's
+    /// `config` (level, [`min_size`](crate::DeflateConfig::min_size)); call it before the first
+    /// message. From then on a frame with RSV1 starts a compressed message, which is inflated
+    /// within [`Config::max_message_size`]; and data messages of at least `min_size` bytes are
+    /// sent compressed. Control frames are never compressed.
+    #[cfg(feature = "deflate")]
+    pub fn set_deflate(&mut self, params: crate::DeflateParams, config: &crate::DeflateConfig) {
+        self.deflate = Some(Box::new(crate::deflate::codec::DeflateState::new(self.role, params, config)));
+    }
+
+    /// The permessage-deflate parameters in force, if it was agreed.
+    pub fn deflate(&self) -> Option<&crate::DeflateParams> {
+        #[cfg(feature = "deflate")]
+        return self.deflate.as_deref().map(|d| &d.params);
+        #[cfg(not(feature = "deflate"))]
+        None
+    }
+
+    #[cfg(all(test, feature = "deflate"))]
+    pub(crate) fn deflate_state(&self) -> Option<&crate::deflate::codec::DeflateState> {
+        self.deflate.as_deref()
+    }
+
+    fn deflate_on(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self.deflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        false
     }
 
     /// This end's role.
@@ -328,7 +377,7 @@ impl Connection {
                 if let Some(key) = frame.header.mask {
                     apply_mask(fresh, key, frame.done);
                 }
-                if self.is_text_payload(frame.header.opcode) && self.utf8.feed(fresh).is_err() {
+                if self.is_text_payload(&frame.header) && self.utf8.feed(fresh).is_err() {
                     return Err(self.fail(ProtocolError::InvalidUtf8));
                 }
                 frame.done = avail;
@@ -363,17 +412,27 @@ impl Connection {
         }
     }
 
-    fn is_text_payload(&self, opcode: OpCode) -> bool {
-        match opcode {
-            OpCode::Text => true,
-            OpCode::Continuation => self.receiving == Some(MessageKind::Text),
+    /// Is this payload text to validate as it arrives? (Compressed text is validated once
+    /// inflated.)
+    fn is_text_payload(&self, header: &FrameHeader) -> bool {
+        match header.opcode {
+            OpCode::Text => header.rsv == 0,
+            OpCode::Continuation => self.receiving == Some(MessageKind::Text) && !self.receiving_compressed,
             _ => false,
         }
     }
 
     /// Rules that depend on configuration and message state; returns the payload length.
     fn check_header(&self, header: &FrameHeader) -> Result<usize, ProtocolError> {
-        header.validate(self.role.peer())?;
+        // RSV1 is allowed only on the first frame of a message, with permessage-deflate
+        // (RFC 7692 section 6.1); anywhere else validate() refuses it with 1002.
+        let compressed =
+            header.rsv == RSV1 && matches!(header.opcode, OpCode::Text | OpCode::Binary) && self.deflate_on();
+        if compressed {
+            FrameHeader { rsv: 0, ..*header }.validate(self.role.peer())?;
+        } else {
+            header.validate(self.role.peer())?;
+        }
         let len = header.payload_len;
         if len > self.config.max_frame_size as u64 {
             return Err(ProtocolError::FrameTooBig(len));
@@ -383,7 +442,8 @@ impl Connection {
             (OpCode::Text | OpCode::Binary, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
             _ => {}
         }
-        if !header.opcode.is_control() {
+        // A compressed message's limit applies to its inflated size, checked as it inflates.
+        if !header.opcode.is_control() && !compressed && !self.receiving_compressed {
             let total = self.message.len() as u64 + len;
             if total > self.config.max_message_size as u64 {
                 return Err(ProtocolError::MessageTooBig(total));
@@ -408,6 +468,15 @@ impl Connection {
             }
             OpCode::Pong => return Ok(Some(Event::Pong(payload.freeze()))),
             OpCode::Close => return self.on_close(&payload).map(Some),
+            OpCode::Text | OpCode::Binary if header.rsv != 0 => {
+                let kind =
+                    if header.opcode == OpCode::Text { MessageKind::Text } else { MessageKind::Binary };
+                return self.on_compressed(kind, header.fin, &payload);
+            }
+            OpCode::Continuation if self.receiving_compressed => {
+                let kind = self.receiving.unwrap_or(MessageKind::Binary);
+                return self.on_compressed(kind, header.fin, &payload);
+            }
             OpCode::Text => MessageKind::Text,
             OpCode::Binary => MessageKind::Binary,
             OpCode::Continuation => {
@@ -426,6 +495,44 @@ impl Connection {
         self.receiving = Some(kind);
         self.message.extend_from_slice(&payload);
         Ok(None)
+    }
+
+    /// A frame of a compressed message (RFC 7692 section 7.2.2): inflated onto the message so
+    /// far, within `max_message_size`, text validated as it comes out.
+    #[cfg(feature = "deflate")]
+    fn on_compressed(
+        &mut self,
+        kind: MessageKind,
+        fin: bool,
+        payload: &[u8],
+    ) -> Result<Option<Event>, ProtocolError> {
+        let Some(deflate) = self.deflate.as_deref_mut() else {
+            return Err(self.fail(ProtocolError::ReservedBits(RSV1)));
+        };
+        let from = deflate.inflated().len();
+        let inflated = deflate.inflate(payload, fin, self.config.max_message_size);
+        // Validate what came out even on an error: bad text is reported before a bad tail.
+        if kind == MessageKind::Text && self.utf8.feed(&deflate.inflated()[from..]).is_err() {
+            return Err(self.fail(ProtocolError::InvalidUtf8));
+        }
+        if let Err(e) = inflated {
+            return Err(self.fail(e));
+        }
+        if !fin {
+            self.receiving = Some(kind);
+            self.receiving_compressed = true;
+            return Ok(None);
+        }
+        let data = Bytes::from(deflate.take_message());
+        self.receiving = None;
+        self.receiving_compressed = false;
+        self.finish_message(kind, data).map(Some)
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn on_compressed(&mut self, _: MessageKind, _: bool, _: &[u8]) -> Result<Option<Event>, ProtocolError> {
+        // check_header lets no RSV1 through without the feature.
+        Err(self.fail(ProtocolError::ReservedBits(RSV1)))
     }
 
     fn finish_message(&mut self, kind: MessageKind, data: Bytes) -> Result<Event, ProtocolError> {
@@ -467,6 +574,11 @@ impl Connection {
         self.failed = Some(error);
         self.frame = None;
         self.receiving = None;
+        self.receiving_compressed = false;
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = self.deflate.as_deref_mut() {
+            deflate.abort();
+        }
         self.message = BytesMut::new();
         self.utf8.reset();
         error

@@ -33,16 +33,18 @@ pub enum ProtocolError {
     InvalidUtf8,
     /// A frame larger than the configured maximum.
     FrameTooBig(u64),
-    /// A message larger than the configured maximum.
+    /// A message larger than the configured maximum (for a compressed one: once inflated).
     MessageTooBig(u64),
+    /// A compressed message that does not inflate (RFC 7692 section 7.2.2), answered with 1007.
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
-    /// The close code this error is answered with: 1007 for bad UTF-8, 1009 for exceeded
-    /// limits, 1002 for everything else.
+    /// The close code this error is answered with: 1007 for bad UTF-8 or compressed data
+    /// that does not inflate, 1009 for exceeded limits, 1002 for everything else.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
             ProtocolError::FrameTooBig(_) | ProtocolError::MessageTooBig(_) => CloseCode::TOO_BIG,
             _ => CloseCode::PROTOCOL,
         }
@@ -65,6 +67,7 @@ impl ProtocolError {
             ProtocolError::InvalidUtf8 => "invalid UTF-8",
             ProtocolError::FrameTooBig(_) => "frame too big",
             ProtocolError::MessageTooBig(_) => "message too big",
+            ProtocolError::InvalidCompressedData => "invalid compressed data",
         }
     }
 }
@@ -91,6 +94,10 @@ pub enum SendError {
     FragmentOrder,
     /// A close code that may not be sent.
     InvalidCloseCode(u16),
+    /// permessage-deflate is not agreed on this connection, or not with a window that large
+    /// ([`Connection::check_send_compressed`](crate::Connection::check_send_compressed)); or
+    /// the compressor failed in the middle of a fragmented message.
+    Compression,
 }
 
 impl core::fmt::Display for SendError {
@@ -100,6 +107,7 @@ impl core::fmt::Display for SendError {
             SendError::ControlFrameTooLong => "control frame payload over 125 bytes",
             SendError::FragmentOrder => "fragments out of order",
             SendError::InvalidCloseCode(_) => "close code may not be sent",
+            SendError::Compression => "permessage-deflate not agreed, or compression failed",
         })
     }
 }

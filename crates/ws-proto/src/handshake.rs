@@ -59,6 +59,10 @@ pub enum HandshakeError {
     Protocol,
     /// (client) The server answered with an extension the client did not offer.
     Extension,
+    /// (client) The server's permessage-deflate answer breaks RFC 7692 section 7.1 (an
+    /// unknown, repeated or invalid parameter, a window the client did not allow or cannot
+    /// compress with): the client fails the connection.
+    Deflate(&'static str),
 }
 
 impl HandshakeError {
@@ -102,6 +106,7 @@ impl core::fmt::Display for HandshakeError {
             HandshakeError::Accept => f.write_str("wrong or missing Sec-WebSocket-Accept"),
             HandshakeError::Protocol => f.write_str("server chose a subprotocol not offered"),
             HandshakeError::Extension => f.write_str("server chose an extension not offered"),
+            HandshakeError::Deflate(why) => write!(f, "invalid permessage-deflate answer: {why}"),
         }
     }
 }
@@ -382,6 +387,9 @@ pub fn write_request(out: &mut Vec<u8>, params: &RequestParams<'_>, key: &str) {
 pub struct ServerResponse<'a> {
     /// The subprotocol the server chose, if any.
     pub protocol: Option<&'a str>,
+    /// The permessage-deflate parameters agreed, when the client offered it (through
+    /// [`validate_response_with`]) and the server accepted.
+    pub deflate: Option<crate::DeflateParams>,
 }
 
 /// Checks the server's answer (section 4.1, client requirements): status 101,
@@ -391,6 +399,20 @@ pub fn validate_response<'b>(
     resp: &httparse::Response<'_, 'b>,
     key: &str,
     offered: &[&str],
+) -> Result<ServerResponse<'b>, HandshakeError> {
+    validate_response_with(resp, key, offered, None)
+}
+
+/// [`validate_response`] for a client that offered permessage-deflate from `deflate` (the
+/// value of [`DeflateConfig::offer`](crate::DeflateConfig::offer) among its headers): the
+/// server's `Sec-WebSocket-Extensions` is checked by
+/// [`validate_deflate_response`](crate::validate_deflate_response) and the agreed parameters
+/// are in [`ServerResponse::deflate`].
+pub fn validate_response_with<'b>(
+    resp: &httparse::Response<'_, 'b>,
+    key: &str,
+    offered: &[&str],
+    deflate: Option<&crate::DeflateConfig>,
 ) -> Result<ServerResponse<'b>, HandshakeError> {
     let headers: &[httparse::Header<'b>] = resp.headers;
     let code = resp.code.unwrap_or(0);
@@ -407,16 +429,17 @@ pub fn validate_response<'b>(
     if accept != Some(accept_key(key.as_bytes()).as_bytes()) {
         return Err(HandshakeError::Accept);
     }
-    if header_tokens(headers, "Sec-WebSocket-Extensions").next().is_some() {
-        return Err(HandshakeError::Extension);
-    }
+    let deflate = crate::validate_deflate_response(
+        deflate,
+        headers.iter().filter(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Extensions")).map(|h| h.value),
+    )?;
     let mut chosen = header_tokens(headers, "Sec-WebSocket-Protocol");
     let protocol = match (chosen.next(), chosen.next()) {
         (None, _) => None,
         (Some(p), None) if offered.contains(&p) => Some(p),
         _ => return Err(HandshakeError::Protocol),
     };
-    Ok(ServerResponse { protocol })
+    Ok(ServerResponse { protocol, deflate })
 }
 
 #[cfg(test)]

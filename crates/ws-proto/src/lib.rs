@@ -17,6 +17,7 @@ extern crate alloc;
 
 mod close;
 mod connection;
+mod deflate;
 mod error;
 mod frame;
 mod handshake;
@@ -30,13 +31,19 @@ pub use close::{
 pub use connection::{
     Config, Connection, Event, MessageKind, OUTPUT_MIN, PONG_QUEUE_MAX, Role, State, encode_server_frame,
 };
+#[cfg(feature = "deflate")]
+pub use deflate::codec::encode_compressed_frame;
+pub use deflate::{
+    DeflateAgreement, DeflateConfig, DeflateParams, PERMESSAGE_DEFLATE, negotiate_deflate,
+    negotiate_deflate_headers, validate_deflate_response,
+};
 pub use error::{ProtocolError, SendError};
 pub use frame::{FrameHeader, HeaderError, HeaderParse, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
 pub use handshake::{
     ClientRequest, ExtensionOffer, HandshakeError, HeadLimits, RequestParams, ServerResponse, accept_key,
     client_key, header_tokens, header_value, list_tokens, parse_extensions, request_head_len,
-    response_head_len, validate_request, validate_response, write_accept_response, write_error_response,
-    write_request,
+    response_head_len, validate_request, validate_response, validate_response_with, write_accept_response,
+    write_error_response, write_request,
 };
 pub use mask::apply_mask;
 pub use text::Utf8Bytes;

@@ -3,10 +3,14 @@
 
 use bytes::{Bytes, BytesMut};
 
+#[cfg(feature = "deflate")]
+use super::RSV1;
 use super::{Connection, MessageKind, OUTPUT_MIN, Role};
 use crate::close::{CloseCode, encode_close_payload};
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::{SendError, apply_mask};
+#[cfg(feature = "deflate")]
+use alloc::vec::Vec;
 
 impl Connection {
     pub(super) fn check_can_send(&self) -> Result<(), SendError> {
@@ -31,6 +35,17 @@ impl Connection {
         if self.sending.is_some() {
             return Err(SendError::FragmentOrder);
         }
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = self.deflate.as_deref_mut()
+            && data.len() >= deflate.min_size
+        {
+            let mut packed = Vec::new();
+            if deflate.compress(data, true, &mut packed).is_ok() {
+                self.write_frame_rsv(opcode, true, RSV1, &packed);
+                return Ok(());
+            }
+            // The compressor failed (it cannot on valid input): the message goes plain.
+        }
         self.write_frame(opcode, true, data);
         Ok(())
     }
@@ -39,6 +54,10 @@ impl Connection {
     /// starts a message of `kind`, later ones continue it, and `fin` ends it. Control frames
     /// may be sent between fragments. The caller keeps text fragments' concatenation valid
     /// UTF-8 (a fragment may end inside a character).
+    ///
+    /// With permessage-deflate, a fragmented message is compressed (each fragment's bytes are
+    /// compressed and flushed into its frame, RSV1 on the first) unless it is a single
+    /// fragment shorter than [`min_size`](crate::DeflateConfig::min_size).
     pub fn send_fragment(&mut self, kind: MessageKind, data: &[u8], fin: bool) -> Result<(), SendError> {
         self.check_can_send()?;
         let opcode = match self.sending {
@@ -49,6 +68,22 @@ impl Connection {
             Some(k) if k == kind => OpCode::Continuation,
             Some(_) => return Err(SendError::FragmentOrder),
         };
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = self.deflate.as_deref_mut() {
+            let compressed = match self.sending {
+                None => !fin || data.len() >= deflate.min_size,
+                Some(_) => self.sending_compressed,
+            };
+            if compressed {
+                let mut packed = Vec::new();
+                deflate.compress(data, fin, &mut packed).map_err(|()| SendError::Compression)?;
+                let rsv = if opcode == OpCode::Continuation { 0 } else { RSV1 };
+                self.sending = if fin { None } else { Some(kind) };
+                self.sending_compressed = !fin;
+                self.write_frame_rsv(opcode, fin, rsv, &packed);
+                return Ok(());
+            }
+        }
         self.sending = if fin { None } else { Some(kind) };
         self.write_frame(opcode, fin, data);
         Ok(())
@@ -93,7 +128,8 @@ impl Connection {
 
     /// Queues only the header of an unfragmented, unmasked message of `len` bytes (server
     /// role): the caller sends the payload itself right after what [`output`] holds, e.g. as
-    /// a second buffer in a vectored write, so a large payload is never copied.
+    /// a second buffer in a vectored write, so a large payload is never copied. The message
+    /// goes uncompressed (RSV1 clear), which permessage-deflate allows at any time.
     ///
     /// [`output`]: Connection::output
     pub fn send_header_only(&mut self, kind: MessageKind, len: usize) -> Result<(), SendError> {
@@ -131,12 +167,41 @@ impl Connection {
         Ok(())
     }
 
+    /// May a compressed frame from [`encode_compressed_frame`](crate::encode_compressed_frame)
+    /// made with `window_bits` be sent now? As [`check_send_encoded`], and permessage-deflate
+    /// must be agreed with a server window of at least `window_bits`
+    /// ([`DeflateParams::accepts_shared`](crate::DeflateParams::accepts_shared); else
+    /// [`SendError::Compression`]: send it plain or compress it for this connection). When it
+    /// may, and this end keeps a compression context for the peer, the context is dropped, as
+    /// the peer's window is about to hold bytes it never saw: the caller must then send the
+    /// frame. [`send_encoded`] takes the frame's bytes as for a plain one.
+    ///
+    /// [`check_send_encoded`]: Connection::check_send_encoded
+    /// [`send_encoded`]: Connection::send_encoded
+    pub fn check_send_compressed(&mut self, window_bits: u8) -> Result<(), SendError> {
+        self.check_send_encoded()?;
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = self.deflate.as_deref_mut()
+            && deflate.params.accepts_shared(window_bits)
+        {
+            deflate.forget_outgoing_context();
+            return Ok(());
+        }
+        let _ = window_bits;
+        Err(SendError::Compression)
+    }
+
+    #[inline]
     pub(super) fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        self.write_frame_rsv(opcode, fin, 0, payload);
+    }
+
+    pub(super) fn write_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
         let mask = match self.role {
             Role::Client => Some(self.next_mask()),
             Role::Server => None,
         };
-        let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
+        let header = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
         self.reserve_output(header.encoded_len() + payload.len());
         header.encode(&mut self.out);
         let start = self.out.len();
