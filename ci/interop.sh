@@ -1,59 +1,94 @@
 #!/usr/bin/env bash
 # Interop: WebSocket clients nobody here wrote -- Python `websockets` and Node `ws` -- against our
-# echo server (autobahn-server) on 127.0.0.1: text, binary, 1 MiB messages, fragmented messages,
-# ping/pong and a Close with code 4001 and a reason the server must echo back. Then checks the
-# server's log shows each client's Close code and reason arrived intact.
+# servers on 127.0.0.1:
+# 1. autobahn-server's echo over ws://: text, binary, 1 MiB messages, fragmented messages,
+#    ping/pong and a Close with code 4001 and a reason the server must echo back; then checks the
+#    server's log shows each client's Close code and reason arrived intact.
+# 2. demo --tls-cert/--tls-key (a throwaway CA from ci/test-cert.sh): the echo class over wss://
+#    with each client trusting only that CA (text, binary, 20000-byte messages, fragments,
+#    ping/pong, Close), and each client trusting another CA refusing the certificate.
+# 3. axum-demo: the echo class served through axum, over ws://, from both clients.
 #
-# Installs nothing itself. Needs, from the repository root (CI's .ci/run does this):
+# Installs nothing itself. Needs openssl and, from the repository root (ci/setup.sh does this):
 #   python3 -m venv "$VENV" && "$VENV/bin/pip" install -r ci/interop/requirements.txt
 #   npm ci --prefix ci/interop
 # and runs as: INTEROP_PYTHON="$VENV/bin/python" bash ci/interop.sh
-# Server log: target/interop/server.log (stdout) and server.err (stderr).
+# Server logs: target/interop/{server,demo-tls,axum-demo}.{log,err} (stdout, stderr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${INTEROP_PYTHON:-python3}"
 OUT=target/interop
-SERVER=target/release/autobahn-server
+ECHO_CLASS=/csp/user/MyApp.MyWebSocketServer.cls
 export PYTHONUTF8=1
 
-cargo build --release -q -p examples --bin autobahn-server
+cargo build --release -q -p examples --bin autobahn-server --bin demo --bin axum-demo
 mkdir -p "$OUT"
-: > "$OUT/server.log"
-"$SERVER" --addr 127.0.0.1:0 > "$OUT/server.log" 2> "$OUT/server.err" &
-server_pid=$!
-cleanup() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
+bash ci/test-cert.sh "$OUT/tls"
+
+pids=()
+names=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
 trap cleanup EXIT
 
-port=""
-for _ in $(seq 1 100); do
-  port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]\{1,5\}\)$/\1/p' "$OUT/server.log")
-  [[ -n "$port" ]] && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [[ -z "$port" ]]; then
-  echo "FAIL autobahn-server did not report 'listening on 127.0.0.1:PORT' within 10 s"
-  cat "$OUT/server.log" "$OUT/server.err"
-  exit 1
-fi
+# start NAME 'SED-EXPRESSION printing the port' COMMAND...: starts COMMAND with its output in
+# $OUT/NAME.log and .err, waits (at most 10 s) for the port in its log, and sets $port.
+start() {
+  local name="$1" pattern="$2"
+  shift 2
+  : > "$OUT/$name.log"
+  "$@" > "$OUT/$name.log" 2> "$OUT/$name.err" &
+  local pid=$!
+  pids+=("$pid")
+  names+=("$name")
+  port=""
+  for _ in $(seq 1 100); do
+    port=$(sed -n "$pattern" "$OUT/$name.log")
+    [[ -n "$port" ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ -z "$port" ]]; then
+    echo "FAIL $name did not report its port within 10 s: $*"
+    cat "$OUT/$name.log" "$OUT/$name.err"
+    exit 1
+  fi
+  echo "== $name listening on 127.0.0.1:$port"
+}
+
+start server 's/^listening on 127\.0\.0\.1:\([0-9]\{1,5\}\)$/\1/p' \
+  target/release/autobahn-server --addr 127.0.0.1:0
 url="ws://127.0.0.1:$port/"
-echo "== autobahn-server listening on 127.0.0.1:$port"
+start demo-tls 's|^demo listening on https://127\.0\.0\.1:\([0-9]\{1,5\}\)/$|\1|p' \
+  target/release/demo --addr 127.0.0.1:0 --tls-cert "$OUT/tls/cert.pem" --tls-key "$OUT/tls/key.pem"
+wss_url="wss://127.0.0.1:$port$ECHO_CLASS"
+start axum-demo 's|^axum-demo listening on http://127\.0\.0\.1:\([0-9]\{1,5\}\)/$|\1|p' \
+  target/release/axum-demo --addr 127.0.0.1:0
+axum_url="ws://127.0.0.1:$port$ECHO_CLASS"
 
 passed=0
 failed=0
 result() { # name status
   if [[ "$2" == 0 ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL $1"; fi
 }
+# check NAME COMMAND...: runs a client (at most 60 s) and counts its exit status.
+check() {
+  local name="$1"
+  shift
+  echo "== $name"
+  local rc=0
+  timeout 60 "$@" || rc=$?
+  result "$name (exit $rc)" "$rc"
+}
 
-echo "== Python websockets client"
-rc=0; timeout 60 "$PYTHON" ci/interop/python_client.py --url "$url" || rc=$?
-result "python client (exit $rc)" "$rc"
+check "Python websockets: autobahn-server over ws://" \
+  "$PYTHON" ci/interop/python_client.py --url "$url"
+check "Node ws: autobahn-server over ws://" \
+  node ci/interop/node_client.js --url "$url"
 
-echo "== Node ws client"
-rc=0; timeout 60 node ci/interop/node_client.js --url "$url" || rc=$?
-result "node client (exit $rc)" "$rc"
-
-echo "== Close frames as the server received them"
+echo "== Close frames as autobahn-server received them"
 # The server prints the reason with Rust's {:?}: quoted, printable non-ASCII kept as is.
 for line in 'closed by peer: code=4001 reason="bye from python ✓"' \
             'closed by peer: code=4001 reason="bye from node ✓"'; do
@@ -66,15 +101,33 @@ for line in 'closed by peer: code=4001 reason="bye from python ✓"' \
   result "server log lacks: $line" "$found"
 done
 
-if kill -0 "$server_pid" 2>/dev/null; then
-  echo "ok   server still running"; result "server" 0
-else
-  result "server exited during the run" 1
-fi
+check "Python websockets: demo's echo class over wss:// (trusting the test CA)" \
+  "$PYTHON" ci/interop/python_client.py --url "$wss_url" --profile echo-class --ca "$OUT/tls/ca.pem"
+check "Node ws: demo's echo class over wss:// (trusting the test CA)" \
+  node ci/interop/node_client.js --url "$wss_url" --profile echo-class --ca "$OUT/tls/ca.pem"
+check "Python websockets: trusting another CA, refuses the demo's certificate" \
+  "$PYTHON" ci/interop/python_client.py --url "$wss_url" --ca "$OUT/tls/other-ca.pem" --expect-refused
+check "Node ws: trusting another CA, refuses the demo's certificate" \
+  node ci/interop/node_client.js --url "$wss_url" --ca "$OUT/tls/other-ca.pem" --expect-refused
+
+check "Python websockets: axum-demo's echo class over ws://" \
+  "$PYTHON" ci/interop/python_client.py --url "$axum_url" --profile echo-class
+check "Node ws: axum-demo's echo class over ws://" \
+  node ci/interop/node_client.js --url "$axum_url" --profile echo-class
+
+for i in "${!pids[@]}"; do
+  if kill -0 "${pids[$i]}" 2>/dev/null; then
+    echo "ok   ${names[$i]} still running"; result "${names[$i]}" 0
+  else
+    result "${names[$i]} exited during the run" 1
+  fi
+done
 
 if [[ $failed != 0 ]]; then
-  echo "-- server.log:"; cat "$OUT/server.log"
-  echo "-- server.err:"; cat "$OUT/server.err"
+  for name in "${names[@]}"; do
+    echo "-- $name.log (last 40 lines):"; tail -n 40 "$OUT/$name.log"
+    echo "-- $name.err (last 40 lines):"; tail -n 40 "$OUT/$name.err"
+  done
 fi
 echo "interop: $passed passed, $failed failed"
 [[ $failed == 0 ]]

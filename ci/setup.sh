@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need, skipping what is already there (safe to run again): Debian's
-# redis-server (ws-cluster tests) and chromium (browser tests), rustfmt/clippy, the nightly
+# redis-server (ws-cluster tests), chromium (browser tests) and openssl (the test CA of the wss
+# interop and https browser checks, ci/test-cert.sh), rustfmt/clippy, the nightly
 # toolchain's cargo-fuzz, Autobahn|Testsuite in a Python 2.7 virtualenv, Python `websockets`
 # and Node `ws`/playwright-core for the interop and browser tests.
 # Sourced by ci/test.sh (it exports AUTOBAHN_VENV and INTEROP_PYTHON for the steps).
@@ -9,12 +10,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cache="$HOME/.cache/ws-ci"
 mkdir -p "$cache"
 
-echo "== system packages (redis-server for ws-cluster tests, Chromium for the browser tests)"
-if ! command -v redis-server >/dev/null || ! command -v chromium >/dev/null; then
+echo "== system packages (redis-server for ws-cluster tests, Chromium for the browser tests, openssl for test certificates)"
+if ! command -v redis-server >/dev/null || ! command -v chromium >/dev/null || ! command -v openssl >/dev/null; then
   if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" apt-get install -y -qq redis-server chromium >/dev/null
+  "${sudo[@]}" apt-get install -y -qq redis-server chromium openssl >/dev/null
 fi
 
 echo "== toolchains"

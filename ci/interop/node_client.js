@@ -1,12 +1,22 @@
 #!/usr/bin/env node
 // Interop check: the Node 'ws' client (pinned in package.json / package-lock.json) against our
-// echo server (autobahn-server). Usage: node node_client.js --url ws://127.0.0.1:PORT/
+// echo servers. Usage: node node_client.js --url ws://127.0.0.1:PORT/ [--profile echo-class]
+//   [--ca CA.pem] [--expect-refused]
+//
+// --profile full (default): autobahn-server's echo, every check below (1 MiB, fragments, a Close
+//   with code 4001 and a reason echoed back).
+// --profile echo-class: the demo's echo class (MyApp.MyWebSocketServer), which reads at most
+//   32656 bytes at a time: text, binary, 20000-byte messages (over one TLS record), fragments,
+//   ping/pong and a Close whose code comes back.
+// --ca: for wss://, trust only this CA (PEM). --expect-refused: pass only if the TLS handshake
+//   fails certificate verification (a client trusting another CA).
 //
 // Prints one line per check ("ok ..." or "FAIL ...") and exits non-zero if any check failed.
 // Every step is bounded by STEP_TIMEOUT_MS, the whole run by OVERALL_TIMEOUT_MS.
 'use strict';
 
 const crypto = require('node:crypto');
+const fs = require('node:fs');
 const WebSocket = require('ws');
 const wsVersion = require('ws/package.json').version;
 
@@ -28,13 +38,29 @@ const fail = (name, detail) => {
   console.log(`FAIL ${name}: ${detail}`);
 };
 
-function parseUrl(argv) {
-  const i = argv.indexOf('--url');
-  if (i < 0 || !argv[i + 1]) {
-    console.error('usage: node node_client.js --url ws://127.0.0.1:PORT/');
+function parseArgs(argv) {
+  const value = (name) => {
+    const i = argv.indexOf(name);
+    return i < 0 ? undefined : argv[i + 1];
+  };
+  const args = {
+    url: value('--url'),
+    profile: value('--profile') || 'full',
+    ca: value('--ca'),
+    expectRefused: argv.includes('--expect-refused'),
+  };
+  if (!args.url || !['full', 'echo-class'].includes(args.profile)) {
+    console.error('usage: node node_client.js --url ws://127.0.0.1:PORT/ [--profile full|echo-class] [--ca CA.pem] [--expect-refused]');
     process.exit(2);
   }
-  return argv[i + 1];
+  return args;
+}
+
+// Options for the 'ws' client: with --ca, Node's TLS trusts only that CA (verification stays on).
+function clientOptions(args) {
+  const options = { handshakeTimeout: STEP_TIMEOUT_MS, maxPayload: 4 * MIB };
+  if (args.ca) options.ca = fs.readFileSync(args.ca);
+  return options;
 }
 
 // Short description of a message: its type, length and a prefix.
@@ -148,8 +174,56 @@ async function checkClose(ws) {
   }
 }
 
+// The peer answers our Close with the same code (RFC 6455 section 5.5.1).
+async function checkCloseCode(ws) {
+  const closed = waitFor(ws, 'close', 'the Close reply');
+  ws.close(1000, 'bye');
+  const [code, reasonBuf] = await closed;
+  if (code !== 1000) {
+    fail('close', `sent Close 1000, got back code=${code} reason=${JSON.stringify(Buffer.from(reasonBuf).toString('utf8'))}`);
+  } else {
+    ok('close', `server answered code=${code}`);
+  }
+}
+
+// What the demo's echo class can echo whole: messages under its read length (32656).
+function echoClassChecks() {
+  const midBinary = crypto.randomBytes(20000);
+  const midText = randomText(20000);
+  return [
+    ['text', (ws) => echo(ws, 'text', ['héllo wörld €'], false)],
+    ['binary 0..255', (ws) => echo(ws, 'binary 0..255', [Buffer.from([...Array(256).keys()])], true)],
+    ['binary 20000 bytes', (ws) => echo(ws, 'binary 20000 bytes', [midBinary], true)],
+    ['text 20000 bytes', (ws) => echo(ws, 'text 20000 bytes', [midText], false)],
+    ['fragmented text', (ws) => echo(ws, 'fragmented text', ['héllo ', 'fragmented ', 'wörld €'], false)],
+    ['ping/pong', checkPing],
+    ['close', checkCloseCode],
+  ];
+}
+
+// Passes only if the handshake fails certificate verification.
+async function expectRefused(args) {
+  const ws = new WebSocket(args.url, clientOptions(args));
+  try {
+    await waitFor(ws, 'open', 'the opening handshake');
+    fail('refused', `connected although the CA ${args.ca} signed nothing here`);
+    ws.terminate();
+  } catch (err) {
+    if (/CERT|UNABLE_TO_VERIFY|SELF_SIGNED/.test(err.code || '')) {
+      ok('refused', `certificate not trusted: ${err.code}`);
+    } else {
+      fail('refused', `expected a certificate verification error, got ${err.code || ''} ${err.message}`);
+    }
+  }
+}
+
 async function main() {
-  const url = parseUrl(process.argv);
+  const args = parseArgs(process.argv);
+  if (args.expectRefused) {
+    await expectRefused(args);
+    return;
+  }
+  const url = args.url;
   const bigBinary = crypto.randomBytes(MIB);
   const bigText = randomText(MIB);
   // "€" is E2 82 AC: split across three fragments, so the server must validate UTF-8 across
@@ -163,7 +237,7 @@ async function main() {
   ];
   const fragmentedBinary = [Buffer.from([0, 1, 2]), crypto.randomBytes(70_000), Buffer.alloc(0), Buffer.from([0xfe, 0xff])];
 
-  const checks = [
+  let checks = [
     ['text', (ws) => echo(ws, 'text', ['héllo wörld €'], false)],
     ['empty text', (ws) => echo(ws, 'empty text', [''], false)],
     ['binary 0..255', (ws) => echo(ws, 'binary 0..255', [Buffer.from([...Array(256).keys()])], true)],
@@ -175,17 +249,20 @@ async function main() {
     ['ping/pong', checkPing],
     ['close', checkClose],
   ];
+  if (args.profile === 'echo-class') checks = echoClassChecks();
 
-  console.log(`ws ${wsVersion} (node ${process.version}) -> ${url}`);
-  const ws = new WebSocket(url, { handshakeTimeout: STEP_TIMEOUT_MS, maxPayload: 4 * MIB });
+  console.log(`ws ${wsVersion} (node ${process.version}) -> ${url} (${args.profile})`);
+  const ws = new WebSocket(url, clientOptions(args));
   ws.on('error', (err) => console.log(`     (ws error event: ${err.message})`));
   let status;
+  let tls = '';
   ws.once('upgrade', (res) => {
     status = res.statusCode;
+    if (res.socket.encrypted) tls = `, ${res.socket.getProtocol()}, ALPN ${res.socket.alpnProtocol}`;
   });
   try {
     await waitFor(ws, 'open', 'the opening handshake');
-    ok('connect', `HTTP ${status}`);
+    ok('connect', `HTTP ${status}${tls}`);
   } catch (err) {
     fail('connect', err.message);
     return;

@@ -1,6 +1,15 @@
 #!/usr/bin/env python3
 """Interop check: the Python `websockets` client (pinned in requirements.txt) against our
-echo server (autobahn-server). Usage: python_client.py --url ws://127.0.0.1:PORT/
+echo servers. Usage: python_client.py --url ws://127.0.0.1:PORT/ [--profile echo-class]
+[--ca CA.pem] [--expect-refused]
+
+--profile full (default): autobahn-server's echo, every check below (1 MiB, fragments, a Close
+  with code 4001 and a reason echoed back).
+--profile echo-class: the demo's echo class (MyApp.MyWebSocketServer), which reads at most
+  32656 bytes at a time: text, binary, 20000-byte messages (over one TLS record), fragments,
+  ping/pong and a Close whose code comes back.
+--ca: for wss://, trust only this CA (PEM). --expect-refused: pass only if the TLS handshake
+  fails certificate verification (a client trusting another CA).
 
 Prints one line per check ("ok ..." or "FAIL ...") and exits non-zero if any check failed.
 Every network step is bounded by STEP_TIMEOUT seconds.
@@ -11,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import random
+import ssl
 import sys
 
 import websockets
@@ -115,7 +125,60 @@ async def check_close(ws):
         ok("close", f"server echoed code={rcvd.code} reason={rcvd.reason!r}")
 
 
-async def main(url):
+async def check_close_code(ws):
+    """The peer answers our Close with the same code (RFC 6455 section 5.5.1)."""
+    await asyncio.wait_for(ws.close(1000, "bye"), STEP_TIMEOUT)
+    rcvd = ws.protocol.close_rcvd
+    if rcvd is None:
+        fail("close", f"sent Close 1000, but no Close frame came back (close_code={ws.close_code})")
+    elif rcvd.code != 1000:
+        fail("close", f"sent Close 1000, got back code={rcvd.code} reason={rcvd.reason!r}")
+    else:
+        ok("close", f"server answered code={rcvd.code}")
+
+
+def echo_class_checks(rng):
+    """What the demo's echo class can echo whole: messages under its read length (32656)."""
+    mid_binary = rng.randbytes(20000)
+    mid_text = random_text(20000, rng)
+    return [
+        ("text", lambda ws: echo(ws, "text", "héllo wörld €")),
+        ("binary 0..255", lambda ws: echo(ws, "binary 0..255", bytes(range(256)))),
+        ("binary 20000 bytes", lambda ws: echo(ws, "binary 20000 bytes", mid_binary)),
+        ("text 20000 bytes", lambda ws: echo(ws, "text 20000 bytes", mid_text)),
+        (
+            "fragmented text",
+            lambda ws: echo(ws, "fragmented text", ["héllo ", "fragmented ", "wörld €"], "héllo fragmented wörld €"),
+        ),
+        ("ping/pong", check_ping),
+        ("close", check_close_code),
+    ]
+
+
+def ssl_context(url, ca):
+    if not url.startswith("wss://"):
+        return None
+    # Verification on (the default context checks the chain and the host name), trusting only `ca`.
+    return ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+
+
+async def expect_refused(url, ca):
+    """Passes only if the handshake fails certificate verification."""
+    try:
+        ws = await asyncio.wait_for(
+            connect(url, ssl=ssl_context(url, ca), open_timeout=STEP_TIMEOUT), STEP_TIMEOUT
+        )
+    except ssl.SSLCertVerificationError as e:
+        ok("refused", f"certificate not trusted: {e.verify_message}")
+        return
+    except Exception as e:  # noqa: BLE001 - refused, but not for the reason under test
+        fail("refused", f"expected a certificate verification error, got {explain(e)}")
+        return
+    fail("refused", f"connected (HTTP {ws.response.status_code}) although the CA {ca} signed nothing here")
+    await ws.close()
+
+
+async def main(url, profile, ca):
     rng = random.Random(int.from_bytes(os.urandom(8), "big"))
     big_binary = rng.randbytes(MIB)
     big_text = random_text(MIB, rng)
@@ -144,14 +207,22 @@ async def main(url):
         ("ping/pong", check_ping),
         ("close", check_close),
     ]
+    if profile == "echo-class":
+        checks = echo_class_checks(rng)
 
-    print(f"websockets {websockets.__version__} -> {url}", flush=True)
+    print(f"websockets {websockets.__version__} -> {url} ({profile})", flush=True)
     try:
-        ws = await asyncio.wait_for(connect(url, max_size=4 * MIB, open_timeout=STEP_TIMEOUT), STEP_TIMEOUT)
+        ws = await asyncio.wait_for(
+            connect(url, max_size=4 * MIB, open_timeout=STEP_TIMEOUT, ssl=ssl_context(url, ca)), STEP_TIMEOUT
+        )
     except Exception as e:  # noqa: BLE001 - any failure to connect is a failed check
         fail("connect", explain(e))
         return
-    ok("connect", f"HTTP {ws.response.status_code}")
+    tls = ""
+    if url.startswith("wss://"):
+        ssl_object = ws.transport.get_extra_info("ssl_object")
+        tls = f", {ssl_object.version()}, ALPN {ssl_object.selected_alpn_protocol()}"
+    ok("connect", f"HTTP {ws.response.status_code}{tls}")
 
     for name, check in checks:
         try:
@@ -173,7 +244,13 @@ async def main(url):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True)
+    parser.add_argument("--profile", choices=["full", "echo-class"], default="full")
+    parser.add_argument("--ca", help="for wss://: the only CA to trust (PEM file)")
+    parser.add_argument("--expect-refused", action="store_true")
     args = parser.parse_args()
-    asyncio.run(main(args.url))
+    if args.expect_refused:
+        asyncio.run(expect_refused(args.url, args.ca))
+    else:
+        asyncio.run(main(args.url, args.profile, args.ca))
     print(f"python client: {'all checks passed' if failures == 0 else f'{failures} check(s) failed'}", flush=True)
     sys.exit(1 if failures else 0)
