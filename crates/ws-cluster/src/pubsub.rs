@@ -81,6 +81,7 @@ impl Node {
                         tracing::warn!(node = %self.id, error = %e, "subscribing failed");
                     } else {
                         self.pubsub_up.store(true, Ordering::Release);
+                        self.registry.cluster_stats().set_bus_up(true);
                         backoff = Duration::from_millis(100);
                         if !first {
                             tracing::info!(node = %self.id, rooms = rooms.len(), "pub/sub reconnected and resubscribed");
@@ -113,6 +114,7 @@ impl Node {
                             }
                         }
                         self.pubsub_up.store(false, Ordering::Release);
+                        self.registry.cluster_stats().set_bus_up(false);
                         tracing::warn!(node = %self.id, "pub/sub connection lost: reconnecting");
                     }
                 }
@@ -168,6 +170,7 @@ impl Node {
     pub(crate) fn publish_frame(&self, room: &str, frame: &[u8]) {
         let header = Header::Room { from: self.id.clone() };
         self.enqueue(self.room_channel(room), wire::encode(&header, frame));
+        self.registry.cluster_stats().published();
     }
 
     /// Adjusts the local member count of `room`, (un)subscribing its channel at the edges.

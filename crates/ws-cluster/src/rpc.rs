@@ -123,11 +123,13 @@ impl Node {
         body: &[u8],
         wait: Duration,
     ) -> Result<(Option<Kind>, Bytes), Error> {
+        let started = std::time::Instant::now();
         let (req, reply) = self.pending.register();
         let header = Header::Request { req, from: self.id.clone(), id: *id, op };
         self.enqueue(self.inbox_channel(node), wire::encode(&header, body));
         let reply = tokio::time::timeout(wait.saturating_add(self.config.reply_grace), reply).await;
         self.pending.forget(req);
+        self.registry.cluster_stats().call_finished(started.elapsed());
         match reply {
             Ok(Ok(reply)) => reply.and_then(|(answer, body)| Ok((answer.outcome()?, body))),
             _ => Err(Error::Closed { code: CloseCode::ABNORMAL, reason: "node unreachable".into() }),

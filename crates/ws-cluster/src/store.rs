@@ -3,6 +3,9 @@
 //! strings, as `redis-cli` shows them.
 //!
 //! - `<prefix>:node:<node>`: `1`, expiring after `node_ttl` unless heartbeated.
+//! - `<prefix>:nodes`: a sorted set of the nodes by the time their heartbeat expires (ms since
+//!   the epoch), and `<prefix>:node-sockets`: a hash from each node to its number of sockets;
+//!   for the metrics and the admin page (`ws_cluster_nodes`, sockets per node).
 //! - `<prefix>:sock:<id>`: `<node> <1|0>`, the node holding the socket and whether it is shared.
 //! - `<prefix>:room:<room>`: a hash from each member's id to `<node> <since_ms> <label>`.
 
@@ -88,7 +91,34 @@ impl Node {
     pub(crate) async fn heartbeat_once(&self) -> bool {
         let mut redis = self.redis.clone();
         let ttl = self.config.node_ttl.as_millis().max(1) as u64;
-        self.note("heartbeat", redis.pset_ex::<_, _, ()>(self.node_key(&self.id), "1", ttl).await).is_some()
+        let alive = self
+            .note("heartbeat", redis.pset_ex::<_, _, ()>(self.node_key(&self.id), "1", ttl).await)
+            .is_some();
+        if alive {
+            self.count_nodes(ttl).await;
+        }
+        alive
+    }
+
+    /// Announces this node's socket count and reads every live node's, for the metrics.
+    async fn count_nodes(&self, ttl_ms: u64) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let now = now.as_millis() as u64;
+        let (nodes, counts) = (self.key("nodes"), self.key("node-sockets"));
+        let mut pipe = redis::pipe();
+        pipe.zadd(&nodes, &self.id, now + ttl_ms).ignore();
+        pipe.hset(&counts, &self.id, self.registry.len()).ignore();
+        pipe.zrembyscore(&nodes, "-inf", now).ignore();
+        pipe.zrange(&nodes, 0, -1).hgetall(&counts);
+        let mut redis = self.redis.clone();
+        let read = pipe.query_async::<(Vec<String>, HashMap<String, u64>)>(&mut redis).await;
+        if let Some((live, counts)) = self.note("node count", read) {
+            let nodes = live.into_iter().map(|n| {
+                let sockets = counts.get(&n).copied().unwrap_or(0);
+                (n, sockets)
+            });
+            self.registry.cluster_stats().set_nodes(nodes.collect());
+        }
     }
 
     pub(crate) async fn run_heartbeat(self: Arc<Self>) {
@@ -165,6 +195,8 @@ impl Node {
             }
         }
         let _: Result<(), _> = redis.del(self.node_key(&self.id)).await;
+        let _: Result<(), _> = redis.zrem(self.key("nodes"), &self.id).await;
+        let _: Result<(), _> = redis.hdel(self.key("node-sockets"), &self.id).await;
     }
 }
 

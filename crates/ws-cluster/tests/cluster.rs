@@ -376,3 +376,52 @@ async fn unreadable_messages_are_refused_logged_and_dropped() {
         assert!(dropped.iter().any(|l| l.contains(why)), "{why}: {dropped:#?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_metrics_bus_nodes_publications_and_call_latency() {
+    let redis = RedisServer::start();
+    let mut endpoints = Vec::new();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let registry = Registry::new();
+        let cluster = ClusterNode::join(&registry, config(&redis, "t-metrics")).await.unwrap();
+        let detached = Arc::new(Mutex::new(Vec::new()));
+        let d = detached.clone();
+        let server = Server::builder()
+            .registry(registry.clone())
+            .route("/detached", move || Detached(d.clone()))
+            .metrics(true)
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        endpoints.push(server.endpoint());
+        tokio::spawn(server.run());
+        nodes.push(Node { addr, registry, cluster: Some(cluster), detached });
+    }
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let _on_a = client(a, "/detached").await;
+    let id = eventually_id(a).await;
+    // A call from B to A's socket, and a publication from A.
+    b.registry.open_server(&id).await.unwrap().write("hi").await.unwrap();
+    a.registry.publish("some room", "hello");
+    let sample = |text: &str, name: &str| -> f64 {
+        let line =
+            text.lines().find(|l| l.split(' ').next() == Some(name)).unwrap_or_else(|| panic!("{text}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    };
+    let node_a = a.cluster.as_ref().unwrap().node_id().to_string();
+    eventually("both nodes counted, with A's socket", T, || async {
+        let text = endpoints[1].metrics_text().unwrap();
+        let seen_by_b = b.registry.cluster_stats().nodes();
+        sample(&text, "ws_cluster_nodes") == 2.0 && seen_by_b.contains(&(node_a.clone(), 1))
+    })
+    .await;
+    assert!(a.registry.cluster_stats().bus_up());
+    let on_a = endpoints[0].metrics_text().unwrap();
+    let on_b = endpoints[1].metrics_text().unwrap();
+    assert_eq!(sample(&on_a, "ws_cluster_bus_up"), 1.0);
+    assert_eq!(sample(&on_a, "ws_cluster_publish_total"), 1.0);
+    assert_eq!(sample(&on_b, "ws_cluster_call_duration_seconds_count"), 1.0, "{on_b}");
+    assert_eq!(sample(&on_a, "ws_cluster_call_duration_seconds_count"), 0.0);
+}

@@ -293,6 +293,16 @@ impl ClusterStats {
     pub fn call_finished(&self, took: Duration) {
         self.calls.observe(took.as_secs_f64());
     }
+
+    /// Is the bus up, as last reported?
+    pub fn bus_up(&self) -> bool {
+        self.bus_up.load(Ordering::Relaxed)
+    }
+
+    /// The live nodes with their sockets, as last reported.
+    pub fn nodes(&self) -> Vec<(String, u64)> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl Registry {
