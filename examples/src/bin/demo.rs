@@ -13,6 +13,9 @@
 //! With `--tls-cert cert.pem --tls-key key.pem` the same port speaks https and wss (the
 //! files reload on SIGHUP or when they change).
 //!
+//! `--metrics` serves Prometheus metrics at `/metrics`; `--admin-token TOKEN` turns on the
+//! live admin page at `/admin?token=TOKEN`.
+//!
 //! SIGTERM or Ctrl-C stops it gracefully: every socket gets 1001, then it exits.
 //! `demo --help` lists the limits it can set.
 
@@ -75,6 +78,13 @@ struct Args {
     /// Accept any origin (turns the cross-site check off).
     #[arg(long, conflicts_with = "allow_origin")]
     any_origin: bool,
+    /// Serve Prometheus metrics at /metrics.
+    #[arg(long)]
+    metrics: bool,
+    /// Turn on the admin page at /admin for requests carrying this token (?token= or
+    /// Authorization: Bearer).
+    #[arg(long, value_name = "TOKEN")]
+    admin_token: Option<String>,
     /// tokio's current-thread scheduler whatever the CPUs (`current`).
     #[arg(long, value_name = "current")]
     runtime: Option<String>,
@@ -139,6 +149,9 @@ async fn serve(args: Args) -> std::io::Result<()> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         builder = builder.tls_pem_files(cert, key);
     }
+    if let Some(token) = &args.admin_token {
+        builder = builder.admin_token(token);
+    }
     let server = builder
         .origins(origins)
         .write_timeout(Some(secs(args.write_timeout)))
@@ -148,6 +161,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
         .max_pending_handshakes(args.max_pending_handshakes)
         .max_connections(args.max_connections)
         .shutdown_timeout(secs(args.shutdown_timeout))
+        .metrics(args.metrics)
         .bind(&args.addr)
         .await?;
     let scheme = if server.is_tls() { "https" } else { "http" };
