@@ -139,9 +139,7 @@ impl DeflateState {
             return Err(());
         }
         if fin {
-            if out.ends_with(&TAIL) {
-                out.truncate(out.len() - TAIL.len());
-            }
+            end_message(out);
             if self.out_reset
                 && let Some(c) = self.compressor.take()
             {
@@ -200,6 +198,19 @@ impl DeflateState {
         self.inflated = Vec::new();
         self.inflater = None;
         self.compressor = None;
+    }
+}
+
+/// Ends a message's compressed bytes (section 7.2.1): they must end with an empty stored
+/// block, whose last 4 bytes (`00 00 ff ff`) are removed. A sync flush writes that block,
+/// except when it follows another with no input in between (an empty last fragment): zlib
+/// then writes nothing, so the block's first byte (BFINAL 0, BTYPE 00) is written here and
+/// the receiver's tail completes it.
+fn end_message(out: &mut Vec<u8>) {
+    if out.ends_with(&TAIL) {
+        out.truncate(out.len() - TAIL.len());
+    } else {
+        out.push(0x00);
     }
 }
 
@@ -294,9 +305,7 @@ pub fn encode_compressed_frame(kind: MessageKind, payload: &[u8], window_bits: u
         // Cannot happen with a fresh compressor; the plain frame is still a valid message.
         return crate::encode_server_frame(kind, payload);
     }
-    if packed.ends_with(&TAIL) {
-        packed.truncate(packed.len() - TAIL.len());
-    }
+    end_message(&mut packed);
     let opcode = match kind {
         MessageKind::Text => OpCode::Text,
         MessageKind::Binary => OpCode::Binary,

@@ -158,6 +158,16 @@ fn fragmented_compressed_messages_both_ways() {
         got,
         [Event::Binary(Bytes::from_static(b"abcabcabcabcabc")), text("plain"), text("abcabcabc again")]
     );
+    // An empty last fragment (zlib writes nothing for a second flush in a row), and an
+    // empty message.
+    c.send_fragment(MessageKind::Binary, b"xyz", false).unwrap();
+    c.send_fragment(MessageKind::Binary, b"", true).unwrap();
+    c.send_binary(b"").unwrap();
+    s.send_fragment(MessageKind::Binary, b"", false).unwrap();
+    s.send_fragment(MessageKind::Binary, b"", true).unwrap();
+    let got = events(&mut s, &c.take_output()).unwrap();
+    assert_eq!(got, [Event::Binary(Bytes::from_static(b"xyz")), Event::Binary(Bytes::new())]);
+    assert_eq!(events(&mut c, &s.take_output()).unwrap(), [Event::Binary(Bytes::new())]);
     // Each continuation is RSV-clear on the wire.
     let mut rest = &out[..];
     while let Ok(HeaderParse::Complete { header, header_len }) = FrameHeader::parse(rest) {
