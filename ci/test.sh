@@ -3,8 +3,8 @@
 # First installs what the tests need, skipping what is there (ci/setup.sh): rustfmt/clippy,
 # the nightly toolchain with cargo-fuzz, Autobahn's wstest ($AUTOBAHN_VENV), Python with
 # `websockets` ($INTEROP_PYTHON), Node with `ws` (ci/interop/node_modules), Chromium and
-# playwright-core (ci/browser), redis-server (the ws-cluster tests start their own on a free
-# loopback port). SKIP_SETUP=1 skips that.
+# playwright-core (ci/browser), openssl (throwaway test CAs, ci/test-cert.sh), redis-server
+# (the ws-cluster tests start their own on a free loopback port). SKIP_SETUP=1 skips that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${SKIP_SETUP:-0}" != 1 ]; then
@@ -22,7 +22,7 @@ cargo fmt --all --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test --workspace"
+step "cargo test --workspace (with axum-demo on one port and demo over https/wss: examples/tests/axum_demo.rs, demo_tls.rs)"
 cargo test --workspace
 
 step "cargo doc (warnings are errors)"
@@ -37,7 +37,7 @@ cargo bench --workspace --no-run
 step "Autobahn|Testsuite: server and client"
 bash ci/autobahn.sh both
 
-step "Interop: Python websockets and Node ws against autobahn-server"
+step "Interop: Python websockets and Node ws against autobahn-server (ws://), demo --tls-cert (wss://, a test CA; another CA refused) and axum-demo (ws://)"
 bash ci/interop.sh
 
 step "Load smoke: wsload against the demo's echo and broadcast classes (1000 conns on one core: no echo over 0.5 s), zero errors"
@@ -48,7 +48,7 @@ cargo clippy -p examples --test hostile -- -D warnings
 cargo test --release -p examples --test hostile -- --test-threads=1 --nocapture 2>&1 | tee target/hostile.log
 grep 'hostile: ' target/hostile.log > target/hostile-figures.txt || true
 
-step "Browser: the chat page in headless Chromium"
+step "Browser: the chat page in headless Chromium from demo (http), demo --tls-cert (https, wss:// socket) and axum-demo (http)"
 bash ci/browser.sh
 
 step "Fuzz smoke (${FUZZ_SECONDS:-30} s per target)"

@@ -3,10 +3,14 @@
 // Debian's Chromium, driven by playwright-core, opens the page twice in two separate browser
 // contexts (separate cookies and storage) and checks rooms, renames, chat lines and the user list.
 //
-// Run by ci/browser.sh, which starts the demo and sets DEMO_URL=http://127.0.0.1:PORT.
+// Run by ci/browser.sh, which starts the server and sets DEMO_URL=http(s)://127.0.0.1:PORT.
+// Over https the page's socket must be wss:// (checked), and Chromium trusts only the server key
+// whose SPKI hash is in DEMO_SPKI (--ignore-certificate-errors-spki-list: any other certificate
+// still fails, as it would for a user).
 // Needs: apt-get install -y chromium; npm ci --prefix ci/browser.
-// Env: DEMO_URL (required), CHROMIUM (default /usr/bin/chromium).
-// Screenshot of page A at the end: target/browser/chat.png (on failure: *-failure.png too).
+// Env: DEMO_URL (required), DEMO_SPKI (base64 SHA-256 of the server's SubjectPublicKeyInfo, for
+// https), SHOT (screenshot name, default chat), CHROMIUM (default /usr/bin/chromium).
+// Screenshot of page A at the end: target/browser/$SHOT.png (on failure: $SHOT-*-failure.png).
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -15,6 +19,10 @@ const path = require('node:path');
 const { chromium } = require('playwright-core');
 
 const BASE = (process.env.DEMO_URL || '').replace(/\/+$/, '');
+const SPKI = process.env.DEMO_SPKI || '';
+const SHOT = process.env.SHOT || 'chat';
+// The socket URL the page must open: wss:// on an https page, ws:// on an http one.
+const SOCKET_BASE = BASE.replace(/^http/, 'ws') + '/csp/user/Chat.Server.cls';
 const OUT = path.resolve(__dirname, '..', '..', 'target', 'browser');
 const WAIT = 10000; // every single wait is bounded by this
 const ABSENT = 1500; // how long a message must stay absent from the other room's page
@@ -87,15 +95,20 @@ describe('chat page in Chromium', { timeout: 60000 }, () => {
   let browser;
   let pageA;
   let pageB;
+  const sockets = { A: [], B: [] }; // URLs of the WebSockets each page opened
   const errors = []; // uncaught page errors, checked at the end of every step
   let broken = false; // a step failed: the later ones depend on it and are skipped
 
   before(async () => {
     assert.ok(BASE, 'DEMO_URL must be set (http://127.0.0.1:PORT), see ci/browser.sh');
+    assert.ok(!BASE.startsWith('https:') || SPKI, 'DEMO_SPKI must be set for an https DEMO_URL');
+    const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+    // Test only: trust this one server key, nothing else (no blanket --ignore-certificate-errors).
+    if (SPKI) args.push(`--ignore-certificate-errors-spki-list=${SPKI}`);
     browser = await chromium.launch({
       executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args,
       timeout: 30000,
     });
     // Two contexts: separate cookies/sessions, like two different browsers.
@@ -103,6 +116,7 @@ describe('chat page in Chromium', { timeout: 60000 }, () => {
       const context = await browser.newContext({ viewport: { width: 900, height: 520 } });
       const page = await context.newPage();
       page.on('pageerror', (e) => errors.push(`${name}: ${e.message}`));
+      page.on('websocket', (ws) => sockets[name].push(ws.url()));
       return page;
     };
     pageA = await open('A');
@@ -127,7 +141,7 @@ describe('chat page in Chromium', { timeout: 60000 }, () => {
       fs.mkdirSync(OUT, { recursive: true });
       for (const [p, n] of [[pageA, 'A'], [pageB, 'B']]) {
         if (p && !p.isClosed()) {
-          await p.screenshot({ path: path.join(OUT, `chat-${name}-${n}-failure.png`) }).catch(() => {});
+          await p.screenshot({ path: path.join(OUT, `${SHOT}-${name}-${n}-failure.png`) }).catch(() => {});
         }
       }
       throw e;
@@ -147,6 +161,11 @@ describe('chat page in Chromium', { timeout: 60000 }, () => {
     assert.equal(await pageA.textContent('#room'), 'red');
     assert.equal(await pageB.textContent('#room'), 'blue');
     assert.equal(await pageA.getAttribute('#status', 'class'), 'open');
+    // The page came over the scheme asked for, and its socket uses the matching one (wss:// on
+    // https): the chat below runs over it.
+    assert.equal(await pageA.evaluate(() => location.protocol), new URL(BASE).protocol);
+    assert.deepEqual(sockets.A, [`${SOCKET_BASE}?room=red`], 'the sockets page A opened');
+    assert.deepEqual(sockets.B, [`${SOCKET_BASE}?room=blue`], 'the sockets page B opened');
 
     // Before renaming, each socket is listed as Guest-<first 6 characters of its WSID>.
     const wsidA = await pageA.evaluate(() => document.body.dataset.wsid);
@@ -217,6 +236,6 @@ describe('chat page in Chromium', { timeout: 60000 }, () => {
     assert.equal(await pageA.evaluate(() => document.body.dataset.state), 'open');
 
     fs.mkdirSync(OUT, { recursive: true });
-    await pageA.screenshot({ path: path.join(OUT, 'chat.png') });
+    await pageA.screenshot({ path: path.join(OUT, `${SHOT}.png`) });
   }));
 });
