@@ -51,6 +51,9 @@ grep 'hostile: ' target/hostile.log > target/hostile-figures.txt || true
 step "Browser: the chat page in headless Chromium from demo (http), demo --tls-cert (https, wss:// socket) and axum-demo (http)"
 bash ci/browser.sh
 
+step "Browser: the admin page under a known load in headless Chromium (screenshot: target/admin-page.png)"
+bash ci/admin-page.sh
+
 step "Fuzz smoke (${FUZZ_SECONDS:-30} s per target)"
 bash ci/fuzz-smoke.sh
 
