@@ -233,6 +233,15 @@ impl ServerBuilder {
         self
     }
 
+    /// permessage-deflate (RFC 7692): the policy applied to the clients' offers, or `None`
+    /// to refuse every offer. On by default with [`default_deflate`](crate::default_deflate)
+    /// (no context kept in either direction: nothing held by idle sockets, broadcasts
+    /// compressed once); messages under its `min_size` go plain.
+    pub fn deflate(mut self, policy: Option<ws_proto::DeflateConfig>) -> Self {
+        self.config.socket.deflate = policy;
+        self
+    }
+
     /// How often TLS certificate files are checked for changes (10 s by default).
     pub fn tls_reload_interval(mut self, every: Duration) -> Self {
         self.config.tls_reload_interval = every;

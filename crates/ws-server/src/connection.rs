@@ -386,7 +386,8 @@ async fn run_requests(
     for cmd in commands {
         match cmd {
             Command::Frame(frame) => {
-                ws.write_encoded(&frame).await?;
+                crate::frame::queue_frame(ws, &frame)?;
+                ws.send_queued().await?;
                 if let Some(meter) = meter {
                     meter.pushed(&frame);
                 }

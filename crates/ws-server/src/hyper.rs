@@ -100,6 +100,9 @@ impl Endpoint {
         if let Some(cookie) = &upgrade.set_cookie {
             response = response.header(http::header::SET_COOKIE, cookie.as_str());
         }
+        if let Some(agreed) = &upgrade.deflate {
+            response = response.header(http::header::SEC_WEBSOCKET_EXTENSIONS, agreed.response.as_str());
+        }
         let Ok(response) = response.body(Full::new(Bytes::new())) else {
             return into_response(Answer::text(500, "internal error\n"));
         };

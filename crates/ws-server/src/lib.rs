@@ -38,6 +38,7 @@ mod cluster;
 mod config;
 mod connection;
 mod endpoint;
+mod frame;
 #[cfg(feature = "hyper")]
 mod hyper;
 mod id;
@@ -60,7 +61,7 @@ pub use async_trait::async_trait;
 pub use builder::ServerBuilder;
 pub use class::{PostServer, PreServer, Reject, WebSocketServer};
 pub use cluster::{Cluster, OpenError, RemoteSocket};
-pub use config::{OriginPolicy, ServerConfig};
+pub use config::{OriginPolicy, ServerConfig, default_deflate};
 pub use connection::Connection;
 pub use endpoint::Endpoint;
 pub use id::{InvalidId, WebSocketId};
@@ -74,7 +75,7 @@ pub use runtime::runtime_builder;
 pub use rustls;
 pub use server::{Server, ShutdownHandle, shutdown_signal};
 pub use shared::SharedHandle;
-pub use ws_proto::{CloseCode, Config as ProtocolConfig};
+pub use ws_proto::{CloseCode, Config as ProtocolConfig, DeflateConfig, DeflateParams};
 pub use ws_session::{
     Config as SocketConfig, DEFAULT_READ_LEN, DEFAULT_READ_TIMEOUT, Error, Message, Transport,
 };

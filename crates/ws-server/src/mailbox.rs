@@ -11,17 +11,18 @@ use std::task::Waker;
 
 use ws_session::server_support::Interrupt;
 
-use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use ws_proto::CloseCode;
 use ws_session::{Error, Message, WebSocket};
 
+use crate::frame::{PushedFrame, queue_frame};
+
 /// Something another task asks of a socket.
 pub(crate) enum Command {
     /// Frames encoded once and shared by many sockets (broadcast, publish).
-    Frame(Bytes),
+    Frame(PushedFrame),
     /// One message, with an acknowledgement once queued on the socket (or an error).
     Write { msg: Message, reply: oneshot::Sender<Result<(), Error>> },
     /// Read for a handle of a shared socket (the socket's own task answers).
@@ -206,7 +207,7 @@ pub(crate) enum Pushed {
 pub(crate) fn queue_pushed<S>(
     ws: &mut WebSocket<S>,
     mailbox: &Mailbox,
-    frame: &Bytes,
+    frame: &PushedFrame,
 ) -> Result<Pushed, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -215,7 +216,7 @@ where
     if mailbox.is_slow() || (waiting > 0 && waiting + frame.len() > mailbox.max_bytes) {
         return Ok(Pushed::Slow { first: mailbox.mark_slow() });
     }
-    ws.queue_encoded(frame)?;
+    queue_frame(ws, frame)?;
     Ok(Pushed::Queued)
 }
 

@@ -12,6 +12,8 @@ use bytes::Bytes;
 use tokio::sync::{Notify, broadcast};
 use ws_proto::{CloseCode, MessageKind, encode_server_frame};
 
+use crate::frame::PushedFrame;
+
 use crate::mailbox::{Command, Mailbox, PushError};
 use crate::shared::{SharedHandle, SharedState};
 use crate::wakes::DeferredWakes;
@@ -277,13 +279,16 @@ impl Registry {
 
     /// Sends `text` to every live socket on this node, encoded once.
     pub fn broadcast_all(&self, text: &str) -> usize {
-        let frame = encode_server_frame(MessageKind::Text, text.as_bytes());
+        let frame = PushedFrame::new(encode_server_frame(MessageKind::Text, text.as_bytes()));
         let sockets = self.inner.sockets.read().unwrap_or_else(|e| e.into_inner());
         self.deliver(sockets.iter().map(|(id, e)| (id, &*e.mailbox)), &frame)
     }
 
     /// Sends an already encoded frame (from [`ws_proto::encode_server_frame`]) to `ids`.
+    /// For the sockets that agreed to permessage-deflate a single text or binary frame is
+    /// compressed once, for all of them.
     pub fn send_frame<'a>(&self, ids: impl IntoIterator<Item = &'a WebSocketId>, frame: Bytes) -> usize {
+        let frame = PushedFrame::new(frame);
         let sockets = self.inner.sockets.read().unwrap_or_else(|e| e.into_inner());
         let mailboxes = ids.into_iter().filter_map(|id| sockets.get(id).map(|e| (id, &*e.mailbox)));
         self.deliver(mailboxes, &frame)
@@ -296,7 +301,7 @@ impl Registry {
     pub(crate) fn deliver<'a>(
         &self,
         mailboxes: impl Iterator<Item = (&'a WebSocketId, &'a Mailbox)>,
-        frame: &Bytes,
+        frame: &PushedFrame,
     ) -> usize {
         let mut wakers = Vec::new();
         let mut delivered = 0;
@@ -393,7 +398,7 @@ mod tests {
         let frames: Vec<Bytes> = boxes
             .iter()
             .map(|m| match m.take_all().pop_front() {
-                Some(Command::Frame(f)) => f,
+                Some(Command::Frame(f)) => Bytes::clone(&f),
                 _ => panic!("expected a frame"),
             })
             .collect();

@@ -190,6 +190,8 @@ impl Registry {
     }
 
     fn publish_frame(&self, room: &str, frame: Bytes) -> usize {
+        // Encoded once here; compressed once here for this node's recipients; the plain frame
+        // goes to the other nodes, each of which compresses it once for its own.
         let delivered = self.deliver_to_room(room, frame.clone());
         if let Some(cluster) = self.cluster() {
             cluster.publish(room, frame);
@@ -200,6 +202,7 @@ impl Registry {
     /// Sends an encoded frame to this node's members of `room` only: how a cluster backend
     /// delivers what another node published.
     pub fn deliver_to_room(&self, room: &str, frame: Bytes) -> usize {
+        let frame = crate::frame::PushedFrame::new(frame);
         let rooms = self.inner.rooms.read().unwrap_or_else(|e| e.into_inner());
         match rooms.get(room) {
             Some(members) => self.deliver(members.iter().map(|(id, m)| (id, &**m)), &frame),

@@ -127,6 +127,8 @@ pub(crate) struct Upgrade {
     pub(crate) key: Vec<u8>,
     pub(crate) protocol: Option<String>,
     pub(crate) set_cookie: Option<String>,
+    /// permessage-deflate as agreed: the parameters and the `Sec-WebSocket-Extensions` value.
+    pub(crate) deflate: Option<ws_proto::DeflateAgreement>,
     id: WebSocketId,
     session_id: Arc<str>,
     instance: Box<dyn WebSocketServer>,
@@ -137,13 +139,16 @@ pub(crate) struct Upgrade {
 impl Upgrade {
     /// The socket over `stream` (after the 101), ready for its task.
     pub(crate) fn into_accepted(self, stream: Transport, leftover: BytesMut, shared: &Shared) -> Accepted {
-        let ws = Box::new(WebSocket::from_upgraded(
+        let mut ws = Box::new(WebSocket::from_upgraded(
             stream,
             Role::Server,
             shared.socket_config.clone(),
             leftover,
             self.protocol,
         ));
+        if let Some(agreed) = self.deflate {
+            ws.set_deflate(agreed.params);
+        }
         let mailbox =
             Arc::new(Mailbox::new(shared.config.max_queued_bytes, shared.config.slow_consumer_code));
         let conn = Connection::dedicated(self.id, self.session_id, shared.registry.clone(), ws, mailbox)
@@ -182,6 +187,11 @@ pub(crate) async fn decide(
         Ok(valid) => valid.key.to_vec(),
         Err(e) => return Err(Answer::refused(&e)),
     };
+    let deflate = shared
+        .socket_config
+        .deflate
+        .as_ref()
+        .and_then(|d| ws_proto::negotiate_deflate_headers(d, parsed.headers));
     if !shared.origins.allows(request.origin(), request.header("Host")) {
         tracing::info!(origin = ?request.origin(), host = ?request.header("Host"), "origin refused");
         return Err(Answer::text(403, "origin not allowed\n"));
@@ -224,6 +234,7 @@ pub(crate) async fn decide(
         key,
         protocol,
         set_cookie,
+        deflate,
         id,
         session_id,
         instance,
@@ -377,8 +388,12 @@ where
     let leftover = if buf.len() > head_len { BytesMut::from(&buf[head_len..]) } else { BytesMut::new() };
     drop(buf);
     let mut response = Vec::with_capacity(256);
-    let cookie: Vec<(&str, &str)> = upgrade.set_cookie.iter().map(|c| ("Set-Cookie", c.as_str())).collect();
-    ws_proto::write_accept_response(&mut response, &upgrade.key, upgrade.protocol.as_deref(), &cookie);
+    let mut headers: Vec<(&str, &str)> =
+        upgrade.set_cookie.iter().map(|c| ("Set-Cookie", c.as_str())).collect();
+    if let Some(agreed) = &upgrade.deflate {
+        headers.push(("Sec-WebSocket-Extensions", agreed.response.as_str()));
+    }
+    ws_proto::write_accept_response(&mut response, &upgrade.key, upgrade.protocol.as_deref(), &headers);
     stream.write_all(&response).await.ok()?;
     Some(upgrade.into_accepted(stream.into(), leftover, shared))
 }

@@ -52,6 +52,11 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// Close with 1001 when nothing was received for this long (while a read waits).
     pub idle_timeout: Option<Duration>,
+    /// permessage-deflate (RFC 7692): `None` (the default here) neither offers nor accepts
+    /// it. A client offers what this says; a server ([`accept`](crate::accept), ws-server)
+    /// applies it as its policy to the client's offers. What each mode costs per socket is
+    /// in [`ws_proto::DeflateConfig`]'s docs.
+    pub deflate: Option<ws_proto::DeflateConfig>,
 }
 
 impl Default for Config {
@@ -68,11 +73,18 @@ impl Default for Config {
             keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(20),
             idle_timeout: None,
+            deflate: None,
         }
     }
 }
 
 impl Config {
+    /// Sets [`deflate`](Config::deflate).
+    pub fn deflate(mut self, value: Option<ws_proto::DeflateConfig>) -> Self {
+        self.deflate = value;
+        self
+    }
+
     /// Sets [`protocol`](Config::protocol).
     pub fn protocol(mut self, value: ws_proto::Config) -> Self {
         self.protocol = value;

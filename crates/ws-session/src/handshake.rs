@@ -98,7 +98,7 @@ where
     // Parse, validate and decide without awaiting, so neither the header array nor the
     // borrowed request is kept in this future (it lives as long as the connection's task).
     enum Answer {
-        Accept(Vec<u8>, Option<String>),
+        Accept(Vec<u8>, Option<String>, Option<ws_proto::DeflateParams>),
         Invalid(HandshakeError),
         Refuse(u16),
     }
@@ -111,15 +111,26 @@ where
             Ok(request) => match decide(&request) {
                 Err(status) => Answer::Refuse(status),
                 Ok(protocol) => {
+                    let agreed = config
+                        .deflate
+                        .as_ref()
+                        .and_then(|d| ws_proto::negotiate_deflate_headers(d, req.headers));
+                    let extension =
+                        agreed.as_ref().map(|a| ("Sec-WebSocket-Extensions", a.response.as_str()));
                     let mut out = Vec::with_capacity(160);
-                    ws_proto::write_accept_response(&mut out, request.key, protocol.as_deref(), &[]);
-                    Answer::Accept(out, protocol)
+                    ws_proto::write_accept_response(
+                        &mut out,
+                        request.key,
+                        protocol.as_deref(),
+                        extension.as_slice(),
+                    );
+                    Answer::Accept(out, protocol, agreed.map(|a| a.params))
                 }
             },
         }
     };
-    let (response, protocol) = match answer {
-        Answer::Accept(response, protocol) => (response, protocol),
+    let (response, protocol, deflate) = match answer {
+        Answer::Accept(response, protocol, deflate) => (response, protocol, deflate),
         Answer::Invalid(e) => return Err(refuse(&mut stream, e).await),
         Answer::Refuse(status) => {
             let mut out = Vec::new();
@@ -134,7 +145,11 @@ where
     // Keep only what follows the request; the handshake buffer itself is released.
     let leftover = if buf.len() > head_len { BytesMut::from(&buf[head_len..]) } else { BytesMut::new() };
     drop(buf);
-    Ok(WebSocket::from_upgraded(stream, Role::Server, config, leftover, protocol))
+    let mut ws = WebSocket::from_upgraded(stream, Role::Server, config, leftover, protocol);
+    if let Some(params) = deflate {
+        ws.set_deflate(params);
+    }
+    Ok(ws)
 }
 
 async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, error: HandshakeError) -> Error {
@@ -347,7 +362,12 @@ where
     getrandom::fill(&mut nonce).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
     let key = ws_proto::client_key(nonce);
     let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
-    let extra: Vec<(&str, &str)> = options.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let offer = options.config.deflate.as_ref().and_then(|d| d.offer());
+    let mut extra: Vec<(&str, &str)> =
+        options.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    if let Some(offer) = &offer {
+        extra.push(("Sec-WebSocket-Extensions", offer));
+    }
     let params = RequestParams { host, path, protocols: &protocols, extra_headers: &extra };
     let mut request = Vec::with_capacity(256);
     ws_proto::write_request(&mut request, &params, &key);
@@ -365,7 +385,9 @@ where
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut headers);
     let _ = resp.parse(&buf[..head_len]);
-    let accepted = ws_proto::validate_response(&resp, &key, &protocols)?;
+    let offered = if offer.is_some() { config.deflate.as_ref() } else { None };
+    let accepted = ws_proto::validate_response_with(&resp, &key, &protocols, offered)?;
+    let deflate = accepted.deflate;
     let response = Response {
         status: resp.code.unwrap_or(0),
         headers: resp
@@ -376,7 +398,10 @@ where
         protocol: accepted.protocol.map(str::to_string),
     };
     let leftover = buf.split_off(head_len);
-    let ws = WebSocket::from_upgraded(stream, Role::Client, config, leftover, response.protocol.clone());
+    let mut ws = WebSocket::from_upgraded(stream, Role::Client, config, leftover, response.protocol.clone());
+    if let Some(params) = deflate {
+        ws.set_deflate(params);
+    }
     Ok((ws, response))
 }
 

@@ -298,6 +298,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.read(0, DEFAULT_READ_TIMEOUT).await
     }
 
+    /// Compresses this socket's messages with these permessage-deflate parameters, agreed in
+    /// the handshake ([`accept`](crate::accept) and [`connect`](crate::connect) do it;
+    /// a server doing its own handshake calls it after the 101). The compression level and
+    /// the size below which messages go plain come from [`Config::deflate`].
+    pub fn set_deflate(&mut self, params: ws_proto::DeflateParams) {
+        let config = self.config.deflate.clone().unwrap_or_default();
+        self.conn.set_deflate(params, &config);
+    }
+
+    /// The permessage-deflate parameters agreed in the handshake, if any.
+    pub fn deflate(&self) -> Option<&ws_proto::DeflateParams> {
+        self.conn.deflate()
+    }
+
+    /// Would a message of `len` bytes be compressed (permessage-deflate agreed, and not under
+    /// the `min_size` of [`Config::deflate`])?
+    pub fn compresses(&self, len: usize) -> bool {
+        self.conn.deflate().is_some() && len >= self.config.deflate.as_ref().map_or(0, |d| d.min_size)
+    }
+
     /// IRIS `Write`: sends one text message, or a binary one when `binary_data` is set.
     ///
     /// The message is written before `write` returns unless the peer is slow (then it stays
@@ -328,7 +348,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Queues one message without writing it.
     fn queue_message(&mut self, msg: &Message) -> Result<(), ws_proto::SendError> {
         self.output_from_pool();
-        if msg.len() >= SHARE_PAYLOAD_MIN && self.conn.role() == Role::Server {
+        if msg.len() >= SHARE_PAYLOAD_MIN && self.conn.role() == Role::Server && !self.compresses(msg.len()) {
             let (kind, payload) = match msg {
                 Message::Text(t) => (MessageKind::Text, t.as_bytes().clone()),
                 Message::Binary(b) => (MessageKind::Binary, b.clone()),

@@ -1,5 +1,7 @@
 //! Runs the Autobahn|Testsuite's cases against its `fuzzingserver`, echoing every message the
 //! way the suite expects: `autobahn-client --url ws://127.0.0.1:9001 [--agent NAME]`.
+//! It offers permessage-deflate (with `client_no_context_takeover`, which the suite's cases
+//! 13.2 and 13.5-13.7 require of an offer) unless `--no-deflate`.
 
 use clap::Parser;
 use ws_session::{ConnectOptions, Error, connect};
@@ -14,12 +16,16 @@ struct Args {
     /// The agent name the reports are filed under.
     #[arg(long, default_value = "ws-session")]
     agent: String,
+    /// Do not offer permessage-deflate.
+    #[arg(long)]
+    no_deflate: bool,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    let Args { url, agent } = Args::parse();
-    let options = ConnectOptions::default();
+    let Args { url, agent, no_deflate } = Args::parse();
+    let deflate = (!no_deflate).then(|| ws_proto::DeflateConfig::default().client_no_context_takeover(true));
+    let options = ConnectOptions::default().config(ws_session::Config::default().deflate(deflate));
 
     let (mut ws, _) = connect(&format!("{url}/getCaseCount"), &options).await?;
     let count: u32 = ws

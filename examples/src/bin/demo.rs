@@ -75,6 +75,9 @@ struct Args {
     /// the host they connect to (cross-site requests get 403).
     #[arg(long, value_name = "ORIGIN")]
     allow_origin: Vec<String>,
+    /// Refuse permessage-deflate (on by default: no context kept, broadcasts compressed once).
+    #[arg(long)]
+    no_deflate: bool,
     /// Accept any origin (turns the cross-site check off).
     #[arg(long, conflicts_with = "allow_origin")]
     any_origin: bool,
@@ -151,6 +154,9 @@ async fn serve(args: Args) -> std::io::Result<()> {
     }
     if let Some(token) = &args.admin_token {
         builder = builder.admin_token(token);
+    }
+    if args.no_deflate {
+        builder = builder.deflate(None);
     }
     let server = builder
         .origins(origins)

@@ -62,6 +62,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
+    /// Queues a frame from [`ws_proto::encode_compressed_frame`] made with `window_bits`,
+    /// shared by many sockets (a broadcast compressed once). `Ok(false)`: this socket cannot
+    /// take it (no permessage-deflate, or a smaller window agreed): send the plain frame.
+    pub fn queue_compressed(&mut self, frame: &Bytes, window_bits: u8) -> Result<bool, Error> {
+        self.output_from_pool();
+        match self.conn.check_send_compressed(window_bits) {
+            Ok(()) => {}
+            Err(SendError::Compression) => return Ok(false),
+            Err(_) => return self.queue_encoded(frame).map(|()| true),
+        }
+        if frame.len() >= SHARE_PAYLOAD_MIN {
+            self.queue_shared(frame.clone());
+            Ok(true)
+        } else {
+            self.queue_encoded(frame).map(|()| true)
+        }
+    }
+
+    /// Queues one whole message given as its kind and payload, compressed for this socket when
+    /// permessage-deflate was agreed (what a socket that keeps its own compression context
+    /// does with a broadcast), plain otherwise.
+    pub fn queue_payload(&mut self, kind: ws_proto::MessageKind, payload: &[u8]) -> Result<(), Error> {
+        self.output_from_pool();
+        match self.conn.send_fragment(kind, payload, true) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self
+                .ended
+                .as_ref()
+                .map(|e| e.error())
+                .unwrap_or(Error::Closed { code: CloseCode::NORMAL, reason: "closing".into() })),
+        }
+    }
+
     pub(super) fn queue_encoded_inner(&mut self, frames: &Bytes) -> Result<(), SendError> {
         self.output_from_pool();
         if frames.len() >= SHARE_PAYLOAD_MIN {
