@@ -16,7 +16,9 @@
 # IDLE_CONNS (default 5000), BROADCAST_CONNS (default 10000), SENDERS (default 10),
 # CONNECTORS (TLS connect rate, default 32), ONLY (run only the scenarios whose name contains
 # it; `ONLY=echo` includes tls-echo-*, `ONLY=echo bash benches/compare.sh plain` does not),
-# BASELINE_DEMO (another build of the demo, run beside ours as `ours-demo-base`).
+# BASELINE_DEMO (another build of the demo, run beside ours as `ours-demo-base`), METRICS_AB=1
+# (the demo with --metrics beside it, as `ours-demo-metrics`). The `axum-*` scenario runs the
+# echo class through axum-demo (hyper's connection, upgraded) beside the demo's own listener.
 #
 # The TLS scenarios (`tls-*`) run the demo with --tls-cert/--tls-key against
 # peer-tungstenite-tls on one certificate that gen-cert makes (ECDSA P-256); wsload's client
@@ -79,6 +81,8 @@ server_cmd() {
     fastwebsockets) echo "$T/peer-fastwebsockets" ;;
     floor) echo "$T/floor" ;;
     ours-demo-base) echo "$BASELINE_DEMO --echo-timeout 100000" ;;
+    ours-axum) echo "$T/axum-demo --echo-timeout 100000" ;;
+    ours-demo-metrics) echo "$T/demo --echo-timeout 100000 --metrics" ;;
     tungstenite-broadcast) echo "$T/peer-tungstenite-broadcast" ;;
     ours-demo-tls) echo "$T/demo --echo-timeout 100000 --tls-cert $CERTS/cert.pem --tls-key $CERTS/key.pem" ;;
     tungstenite-tls) echo "$T/peer-tungstenite-tls --cert $CERTS/cert.pem --key $CERTS/key.pem" ;;
@@ -94,7 +98,7 @@ server_url() { # server mode address
 server_path() { # server mode
   case "$1:$2" in
     ours-demo*:broadcast) echo /csp/user/Bench.Broadcast.cls ;;
-    ours-demo*:*) echo /csp/user/MyApp.MyWebSocketServer.cls ;;
+    ours-demo*:* | ours-axum:*) echo /csp/user/MyApp.MyWebSocketServer.cls ;;
     *) echo / ;;
   esac
 }
@@ -107,6 +111,9 @@ BROADCAST_SERVERS=(ours-demo tungstenite-broadcast)
 # also runs the plain demo, for the memory TLS adds per connection.
 TLS_SERVERS=(ours-demo-tls tungstenite-tls)
 TLS_IDLE_SERVERS=(ours-demo ours-demo-tls tungstenite-tls)
+# The demo's classes inside axum (axum-demo: hyper's connection, upgraded) against the demo's
+# own listener, same echo class.
+AXUM_SERVERS=(ours-demo ours-axum)
 if ! "$T/demo" --help | grep -q -- --tls-cert; then
   echo "compare.sh: this demo has no --tls-cert; the TLS scenarios run tungstenite-tls alone" >&2
   TLS_SERVERS=(tungstenite-tls)
@@ -117,6 +124,10 @@ if [ -n "${BASELINE_DEMO:-}" ]; then
   ECHO_SERVERS+=(ours-demo-base)
   BROADCAST_SERVERS+=(ours-demo-base)
 fi
+# METRICS_AB=1 adds the demo with --metrics as `ours-demo-metrics` (what counting costs).
+if [ "${METRICS_AB:-0}" = 1 ]; then
+  ECHO_SERVERS+=(ours-demo-metrics)
+fi
 
 # name|wsload arguments|label — the servers follow from --mode.
 SCENARIOS=(
@@ -126,6 +137,7 @@ SCENARIOS=(
   "echo-100x20-k10|--mode echo --connections 100 --size 20 --inflight 10|echo 100 connections x 20 B, 10 in flight"
   "idle-$IDLE_CONNS|--mode idle --connections $IDLE_CONNS|idle: $IDLE_CONNS open connections, server memory"
   "broadcast-${BROADCAST_CONNS}x20-s$SENDERS|--mode broadcast --connections $BROADCAST_CONNS --size 20 --senders $SENDERS|broadcast to $BROADCAST_CONNS connections x 20 B, $SENDERS senders per round"
+  "axum-echo-100x20|--mode echo --connections 100 --size 20|echo 100 connections x 20 B through axum (axum-demo) and through the demo's listener"
   "tls-echo-100x20|--mode echo --connections 100 --size 20|wss echo 100 connections x 20 B, 1 in flight"
   "tls-echo-100x16k|--mode echo --connections 100 --size 16384|wss echo 100 connections x 16 KiB, 1 in flight"
   "tls-connect-c$CONNECTORS|--mode connect --connections $CONNECTORS|new wss connections (TCP, TLS 1.3 full handshake, upgrade, closing handshake), $CONNECTORS connectors"
@@ -174,6 +186,7 @@ for scenario in "${SCENARIOS[@]}"; do
   case "$name:$mode" in
     tls-idle*) servers=("${TLS_IDLE_SERVERS[@]}") ;;
     tls-*) servers=("${TLS_SERVERS[@]}") ;;
+    axum-*) servers=("${AXUM_SERVERS[@]}") ;;
     *:broadcast) servers=("${BROADCAST_SERVERS[@]}") ;;
     *:echo) servers=("${ECHO_SERVERS[@]}" "${FLOOR_SERVERS[@]}") ;;
     *) servers=("${ECHO_SERVERS[@]}") ;;
@@ -272,6 +285,9 @@ for name in order:
     # them any server could go here.
     pairs = [(o, p) for o in ours for p in peers if same_transport(o, p)]
     pairs += [("floor", p) for p in peers if "floor" in peers and p != "floor"]
+    # Another build or entry of ours against the demo: an A/B in the same run.
+    pairs += [(s, "ours-demo") for s in ("ours-axum", "ours-demo-base", "ours-demo-metrics")
+              if s in servers and "ours-demo" in servers]
     for a, b in pairs:
         print(f"{a + ' / ' + b:<40}{ratio(med(by[a], 'msgs_per_s'), med(by[b], 'msgs_per_s')):>10}"
               f"{ratio(med(by[a], 'server_cpu_us_per_msg'), med(by[b], 'server_cpu_us_per_msg')):>10}")
