@@ -8,12 +8,17 @@
 #    with each client trusting only that CA (text, binary, 20000-byte messages, fragments,
 #    ping/pong, Close), and each client trusting another CA refusing the certificate.
 # 3. axum-demo: the echo class served through axum, over ws://, from both clients.
+# 4. demo over ws://: the echo class, with and without permessage-deflate offered.
+# Every client offers permessage-deflate (both libraries' default) unless --no-deflate, and checks
+# the 101 agreed to it (or, with --no-deflate, carries no Sec-WebSocket-Extensions) and that text,
+# binary and 100 KB compressible messages (JSON text, binary) echo intact; Node also checks that
+# the server's replies came compressed (bytes read on its socket).
 #
 # Installs nothing itself. Needs openssl and, from the repository root (ci/setup.sh does this):
 #   python3 -m venv "$VENV" && "$VENV/bin/pip" install -r ci/interop/requirements.txt
 #   npm ci --prefix ci/interop
 # and runs as: INTEROP_PYTHON="$VENV/bin/python" bash ci/interop.sh
-# Server logs: target/interop/{server,demo-tls,axum-demo}.{log,err} (stdout, stderr).
+# Server logs: target/interop/{server,demo-tls,axum-demo,demo}.{log,err} (stdout, stderr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${INTEROP_PYTHON:-python3}"
@@ -67,6 +72,9 @@ wss_url="wss://127.0.0.1:$port$ECHO_CLASS"
 start axum-demo 's|^axum-demo listening on http://127\.0\.0\.1:\([0-9]\{1,5\}\)/$|\1|p' \
   target/release/axum-demo --addr 127.0.0.1:0
 axum_url="ws://127.0.0.1:$port$ECHO_CLASS"
+start demo 's|^demo listening on http://127\.0\.0\.1:\([0-9]\{1,5\}\)/$|\1|p' \
+  target/release/demo --addr 127.0.0.1:0
+ws_url="ws://127.0.0.1:$port$ECHO_CLASS"
 
 passed=0
 failed=0
@@ -114,6 +122,15 @@ check "Python websockets: axum-demo's echo class over ws://" \
   "$PYTHON" ci/interop/python_client.py --url "$axum_url" --profile echo-class
 check "Node ws: axum-demo's echo class over ws://" \
   node ci/interop/node_client.js --url "$axum_url" --profile echo-class
+
+check "Python websockets: demo's echo class over ws:// (permessage-deflate)" \
+  "$PYTHON" ci/interop/python_client.py --url "$ws_url" --profile echo-class
+check "Node ws: demo's echo class over ws:// (permessage-deflate)" \
+  node ci/interop/node_client.js --url "$ws_url" --profile echo-class
+check "Python websockets: demo's echo class over ws://, offering no extension" \
+  "$PYTHON" ci/interop/python_client.py --url "$ws_url" --profile echo-class --no-deflate
+check "Node ws: demo's echo class over ws://, offering no extension" \
+  node ci/interop/node_client.js --url "$ws_url" --profile echo-class --no-deflate
 
 for i in "${!pids[@]}"; do
   if kill -0 "${pids[$i]}" 2>/dev/null; then

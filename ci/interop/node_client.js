@@ -1,13 +1,17 @@
 #!/usr/bin/env node
 // Interop check: the Node 'ws' client (pinned in package.json / package-lock.json) against our
 // echo servers. Usage: node node_client.js --url ws://127.0.0.1:PORT/ [--profile echo-class]
-//   [--ca CA.pem] [--expect-refused]
+//   [--ca CA.pem] [--expect-refused] [--no-deflate]
 //
 // --profile full (default): autobahn-server's echo, every check below (1 MiB, fragments, a Close
 //   with code 4001 and a reason echoed back).
 // --profile echo-class: the demo's echo class (MyApp.MyWebSocketServer), which reads at most
 //   32656 bytes at a time: text, binary, 20000-byte messages (over one TLS record), fragments,
 //   ping/pong and a Close whose code comes back.
+// Both profiles offer permessage-deflate (ws's default) and check the 101 agreed to it, then echo
+//   100 KB compressible messages (JSON text and binary) through it, and check the server's
+//   replies came compressed (the socket read under a quarter of their size). --no-deflate: offer
+//   nothing, and check the 101 carries no Sec-WebSocket-Extensions (the same messages go plain).
 // --ca: for wss://, trust only this CA (PEM). --expect-refused: pass only if the TLS handshake
 //   fails certificate verification (a client trusting another CA).
 //
@@ -48,9 +52,10 @@ function parseArgs(argv) {
     profile: value('--profile') || 'full',
     ca: value('--ca'),
     expectRefused: argv.includes('--expect-refused'),
+    deflate: !argv.includes('--no-deflate'),
   };
   if (!args.url || !['full', 'echo-class'].includes(args.profile)) {
-    console.error('usage: node node_client.js --url ws://127.0.0.1:PORT/ [--profile full|echo-class] [--ca CA.pem] [--expect-refused]');
+    console.error('usage: node node_client.js --url ws://127.0.0.1:PORT/ [--profile full|echo-class] [--ca CA.pem] [--expect-refused] [--no-deflate]');
     process.exit(2);
   }
   return args;
@@ -58,7 +63,7 @@ function parseArgs(argv) {
 
 // Options for the 'ws' client: with --ca, Node's TLS trusts only that CA (verification stays on).
 function clientOptions(args) {
-  const options = { handshakeTimeout: STEP_TIMEOUT_MS, maxPayload: 4 * MIB };
+  const options = { handshakeTimeout: STEP_TIMEOUT_MS, maxPayload: 4 * MIB, perMessageDeflate: args.deflate };
   if (args.ca) options.ca = fs.readFileSync(args.ca);
   return options;
 }
@@ -186,6 +191,86 @@ async function checkCloseCode(ws) {
   }
 }
 
+// About `size` bytes of JSON text that deflate packs well: one chat line repeated.
+function compressibleJson(size) {
+  const line = '{"type":"message","room":"default","user":"alice","text":"hello, hello, world"}';
+  return `[${Array(Math.floor(size / (line.length + 1))).fill(line).join(',')}]`;
+}
+
+// Sends `message` and checks the echo: the echo class reads at most 32656 bytes at a time, so
+// it may come back in several messages of the same type, which must join into `message`. With
+// `compressed`, the socket must have read under a quarter of the message's size meanwhile.
+async function echoGathered(ws, socket, name, message, isBinary, compressed) {
+  const expected = Buffer.from(message);
+  const read0 = socket.bytesRead;
+  const parts = [];
+  let size = 0;
+  // One listener for every part (a part may follow another within the same tick).
+  const gathered = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error(`timed out after ${STEP_TIMEOUT_MS / 1000} s waiting for the echo of ${name} (${size} of ${expected.length} bytes)`)), STEP_TIMEOUT_MS);
+    const onMessage = (data, gotBinary) => {
+      if (gotBinary !== isBinary) {
+        done(new Error(`got back a ${gotBinary ? 'binary' : 'text'} message (wrong message type)`));
+        return;
+      }
+      parts.push(Buffer.from(data));
+      size += data.length;
+      if (size >= expected.length) done();
+    };
+    const onClose = (code) => done(new Error(`connection closed during the echo of ${name}: code=${code}`));
+    function done(err) {
+      clearTimeout(timer);
+      ws.off('message', onMessage);
+      ws.off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    }
+    ws.on('message', onMessage);
+    ws.on('close', onClose);
+  });
+  ws.send(message, { binary: isBinary });
+  await gathered;
+  const got = Buffer.concat(parts);
+  const read = socket.bytesRead - read0;
+  if (!got.equals(expected)) {
+    fail(name, `sent ${describe(expected, isBinary)}, got back ${describe(got, isBinary)}; first difference at byte ${firstDifference(got, expected)}`);
+  } else if (compressed && read * 4 > expected.length) {
+    fail(name, `echoed intact, but the socket read ${read} bytes for ${expected.length}: the server did not compress`);
+  } else {
+    ok(name, `${describe(expected, isBinary)}, back in ${parts.length} message(s), ${read} bytes read`);
+  }
+}
+
+// The 101's Sec-WebSocket-Extensions: permessage-deflate agreed if offered, else none.
+function checkExtensions(deflate, responseHeader) {
+  return async (ws) => {
+    const header = responseHeader();
+    if (deflate && !(header || '').startsWith('permessage-deflate')) {
+      fail('permessage-deflate agreed', `offered it; 101 Sec-WebSocket-Extensions=${JSON.stringify(header)}, ws.extensions=${JSON.stringify(ws.extensions)}`);
+    } else if (deflate && !ws.extensions.startsWith('permessage-deflate')) {
+      fail('permessage-deflate agreed', `the 101 agreed (${header}), but ws.extensions=${JSON.stringify(ws.extensions)}`);
+    } else if (!deflate && (header !== undefined || ws.extensions !== '')) {
+      fail('no extension', `offered none; 101 Sec-WebSocket-Extensions=${JSON.stringify(header)}, ws.extensions=${JSON.stringify(ws.extensions)}`);
+    } else {
+      ok(deflate ? 'permessage-deflate agreed' : 'no extension', `ws.extensions=${JSON.stringify(ws.extensions)}`);
+    }
+  };
+}
+
+// The extension header, then 100 KB messages deflate packs well, through it (or plain).
+function deflateChecks(deflate, responseHeader, socket) {
+  const how = deflate ? 'compressed' : 'plain';
+  const bigJson = compressibleJson(100_000);
+  const bigBinary = Buffer.alloc(102_400).map((_, i) => i & 0xff);
+  return [
+    ['extensions', checkExtensions(deflate, responseHeader)],
+    [`${how} text`, (ws) => echo(ws, `${how} text`, ['héllo wörld €'], false)],
+    [`${how} binary`, (ws) => echo(ws, `${how} binary`, [Buffer.from([...Array(256).keys()])], true)],
+    [`${how} JSON 100 KB`, (ws) => echoGathered(ws, socket(), `${how} JSON 100 KB`, bigJson, false, deflate)],
+    [`${how} binary 100 KB`, (ws) => echoGathered(ws, socket(), `${how} binary 100 KB`, bigBinary, true, deflate)],
+  ];
+}
+
 // What the demo's echo class can echo whole: messages under its read length (32656).
 function echoClassChecks() {
   const midBinary = crypto.randomBytes(20000);
@@ -251,13 +336,20 @@ async function main() {
   ];
   if (args.profile === 'echo-class') checks = echoClassChecks();
 
-  console.log(`ws ${wsVersion} (node ${process.version}) -> ${url} (${args.profile})`);
+  const offer = args.deflate ? 'offering permessage-deflate' : 'offering no extension';
+  console.log(`ws ${wsVersion} (node ${process.version}) -> ${url} (${args.profile}, ${offer})`);
   const ws = new WebSocket(url, clientOptions(args));
   ws.on('error', (err) => console.log(`     (ws error event: ${err.message})`));
   let status;
   let tls = '';
+  let extensionsHeader;
+  let socket;
+  // Before the Close at the end.
+  checks = deflateChecks(args.deflate, () => extensionsHeader, () => socket).concat(checks);
   ws.once('upgrade', (res) => {
     status = res.statusCode;
+    extensionsHeader = res.headers['sec-websocket-extensions'];
+    socket = res.socket;
     if (res.socket.encrypted) tls = `, ${res.socket.getProtocol()}, ALPN ${res.socket.alpnProtocol}`;
   });
   try {

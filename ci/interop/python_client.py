@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Interop check: the Python `websockets` client (pinned in requirements.txt) against our
 echo servers. Usage: python_client.py --url ws://127.0.0.1:PORT/ [--profile echo-class]
-[--ca CA.pem] [--expect-refused]
+[--ca CA.pem] [--expect-refused] [--no-deflate]
 
 --profile full (default): autobahn-server's echo, every check below (1 MiB, fragments, a Close
   with code 4001 and a reason echoed back).
 --profile echo-class: the demo's echo class (MyApp.MyWebSocketServer), which reads at most
   32656 bytes at a time: text, binary, 20000-byte messages (over one TLS record), fragments,
   ping/pong and a Close whose code comes back.
+Both profiles offer permessage-deflate (websockets' default) and check the 101 agreed to it,
+then echo 100 KB compressible messages (JSON text and binary) through it. --no-deflate: offer
+nothing, and check the 101 carries no Sec-WebSocket-Extensions (the same messages go plain).
 --ca: for wss://, trust only this CA (PEM). --expect-refused: pass only if the TLS handshake
   fails certificate verification (a client trusting another CA).
 
@@ -137,6 +140,63 @@ async def check_close_code(ws):
         ok("close", f"server answered code={rcvd.code}")
 
 
+def compressible_json(size):
+    """About `size` bytes of JSON text that deflate packs well: one chat line repeated."""
+    line = '{"type":"message","room":"default","user":"alice","text":"hello, hello, world"}'
+    lines = [line] * (size // (len(line) + 1))
+    return "[" + ",".join(lines) + "]"
+
+
+async def echo_gathered(ws, name, message):
+    """Send `message` and check the echo: the echo class reads at most 32656 bytes at a time,
+    so it may come back in several messages of the same type, which must join into `message`."""
+    await asyncio.wait_for(ws.send(message), STEP_TIMEOUT)
+    parts, size = [], 0
+    while size < len(message):
+        got = await asyncio.wait_for(ws.recv(), STEP_TIMEOUT)
+        if type(got) is not type(message):
+            fail(name, f"sent {describe(message)}, got back {describe(got)} (wrong message type)")
+            return
+        parts.append(got)
+        size += len(got)
+    joined = "".join(parts) if isinstance(message, str) else b"".join(parts)
+    if joined != message:
+        i = first_difference(joined, message)
+        fail(name, f"sent {describe(message)}, got back {describe(joined)}; first difference at index {i}")
+    else:
+        ok(name, f"{describe(message, limit=20)}, back in {len(parts)} message(s)")
+
+
+def check_extensions(deflate):
+    """The 101's Sec-WebSocket-Extensions: permessage-deflate agreed if offered, else none."""
+
+    async def check(ws):
+        header = ws.response.headers.get("Sec-WebSocket-Extensions")
+        agreed = [e.name for e in ws.protocol.extensions]
+        if deflate and (header is None or not header.startswith("permessage-deflate") or agreed != ["permessage-deflate"]):
+            fail("permessage-deflate agreed", f"offered it; 101 Sec-WebSocket-Extensions={header!r}, in use: {agreed}")
+        elif not deflate and (header is not None or agreed):
+            fail("no extension", f"offered none; 101 Sec-WebSocket-Extensions={header!r}, in use: {agreed}")
+        else:
+            ok("permessage-deflate agreed" if deflate else "no extension", f"Sec-WebSocket-Extensions: {header}")
+
+    return check
+
+
+def deflate_checks(deflate):
+    """The extension header, then 100 KB messages deflate packs well, through it (or plain)."""
+    how = "compressed" if deflate else "plain"
+    big_json = compressible_json(100_000)
+    big_binary = bytes(range(256)) * 400
+    return [
+        ("extensions", check_extensions(deflate)),
+        (f"{how} text", lambda ws: echo(ws, f"{how} text", "héllo wörld €")),
+        (f"{how} binary", lambda ws: echo(ws, f"{how} binary", bytes(range(256)))),
+        (f"{how} JSON 100 KB", lambda ws: echo_gathered(ws, f"{how} JSON 100 KB", big_json)),
+        (f"{how} binary 100 KB", lambda ws: echo_gathered(ws, f"{how} binary 100 KB", big_binary)),
+    ]
+
+
 def echo_class_checks(rng):
     """What the demo's echo class can echo whole: messages under its read length (32656)."""
     mid_binary = rng.randbytes(20000)
@@ -178,7 +238,7 @@ async def expect_refused(url, ca):
     await ws.close()
 
 
-async def main(url, profile, ca):
+async def main(url, profile, ca, deflate):
     rng = random.Random(int.from_bytes(os.urandom(8), "big"))
     big_binary = rng.randbytes(MIB)
     big_text = random_text(MIB, rng)
@@ -209,11 +269,21 @@ async def main(url, profile, ca):
     ]
     if profile == "echo-class":
         checks = echo_class_checks(rng)
+    # Before the Close at the end.
+    checks = deflate_checks(deflate) + checks
 
-    print(f"websockets {websockets.__version__} -> {url} ({profile})", flush=True)
+    offer = "offering permessage-deflate" if deflate else "offering no extension"
+    print(f"websockets {websockets.__version__} -> {url} ({profile}, {offer})", flush=True)
     try:
         ws = await asyncio.wait_for(
-            connect(url, max_size=4 * MIB, open_timeout=STEP_TIMEOUT, ssl=ssl_context(url, ca)), STEP_TIMEOUT
+            connect(
+                url,
+                max_size=4 * MIB,
+                open_timeout=STEP_TIMEOUT,
+                ssl=ssl_context(url, ca),
+                compression="deflate" if deflate else None,
+            ),
+            STEP_TIMEOUT,
         )
     except Exception as e:  # noqa: BLE001 - any failure to connect is a failed check
         fail("connect", explain(e))
@@ -247,10 +317,11 @@ if __name__ == "__main__":
     parser.add_argument("--profile", choices=["full", "echo-class"], default="full")
     parser.add_argument("--ca", help="for wss://: the only CA to trust (PEM file)")
     parser.add_argument("--expect-refused", action="store_true")
+    parser.add_argument("--no-deflate", action="store_true", help="do not offer permessage-deflate")
     args = parser.parse_args()
     if args.expect_refused:
         asyncio.run(expect_refused(args.url, args.ca))
     else:
-        asyncio.run(main(args.url, args.profile, args.ca))
+        asyncio.run(main(args.url, args.profile, args.ca, not args.no_deflate))
     print(f"python client: {'all checks passed' if failures == 0 else f'{failures} check(s) failed'}", flush=True)
     sys.exit(1 if failures else 0)
