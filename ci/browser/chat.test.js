@@ -1,7 +1,8 @@
 'use strict';
 // Browser test of the demo's chat page (examples/static/chat.html, server examples/src/chat.rs):
 // Debian's Chromium, driven by playwright-core, opens the page twice in two separate browser
-// contexts (separate cookies and storage) and checks rooms, renames, chat lines and the user list.
+// contexts (separate cookies and storage) and checks rooms, renames, chat lines and the user list,
+// over sockets that agreed to permessage-deflate (the page's socket.extensions).
 //
 // Run by ci/browser.sh, which starts the server and sets DEMO_URL=http(s)://127.0.0.1:PORT.
 // Over https the page's socket must be wss:// (checked), and Chromium trusts only the server key
@@ -80,6 +81,15 @@ const waitLine = (page, name, user, text) =>
     ([u, t]) => [...document.querySelectorAll('#messages li.chat')].some((li) =>
       li.querySelector('.user').textContent === u + ':' && li.querySelector('.text').textContent === t),
     [user, text]);
+
+/** The extensions the page's socket agreed to (chat.html's top-level `socket`). */
+const socketExtensions = (page) => page.evaluate(() => socket.extensions);
+
+/** The page's socket agreed to permessage-deflate: Chromium offers it, our servers accept it. */
+async function assertDeflate(page, name) {
+  const agreed = await socketExtensions(page);
+  assert.match(agreed, /^permessage-deflate\b/, `${name}: the socket's agreed extensions (socket.extensions)`);
+}
 
 /** Types `text` into the form and clicks Send, then checks the input was cleared (= sent). */
 async function say(page, name, text) {
@@ -166,6 +176,9 @@ describe('chat page in Chromium', { timeout: 60000 }, () => {
     assert.equal(await pageA.evaluate(() => location.protocol), new URL(BASE).protocol);
     assert.deepEqual(sockets.A, [`${SOCKET_BASE}?room=red`], 'the sockets page A opened');
     assert.deepEqual(sockets.B, [`${SOCKET_BASE}?room=blue`], 'the sockets page B opened');
+    // Both sockets agreed to permessage-deflate: every chat line below came compressed.
+    await assertDeflate(pageA, 'A');
+    await assertDeflate(pageB, 'B');
 
     // Before renaming, each socket is listed as Guest-<first 6 characters of its WSID>.
     const wsidA = await pageA.evaluate(() => document.body.dataset.wsid);
@@ -206,6 +219,7 @@ describe('chat page in Chromium', { timeout: 60000 }, () => {
     const wsidB = await pageB.evaluate(() => document.body.dataset.wsid);
     assert.notEqual(wsidB, oldWsidB, 'a new page load is a new socket');
     assert.equal(await pageB.textContent('#room'), 'red');
+    await assertDeflate(pageB, 'B');
 
     // A new page has no name yet (chat.html keeps the name only in its JS state): Guest first.
     const guest = `Guest-${wsidB.slice(0, 6)}`;
