@@ -1176,9 +1176,9 @@ async fn late_handshake_during_shutdown() {
 // 7. Zip bombs (permessage-deflate)
 // ---------------------------------------------------------------------------------------
 
-/// The demo's largest message: ws-proto's default `max_message_size` (the demo has no flag
-/// for it). A compressed message's limit applies to its inflated size.
-const MAX_MESSAGE: usize = 64 << 20;
+/// The demo's largest message: ws-server's default `max_message_size`. A compressed
+/// message's limit applies to its inflated size.
+const MAX_MESSAGE: usize = ws_server::DEFAULT_MAX_MESSAGE;
 
 /// The bound on the server's RSS growth under zip bombs sent whole (MiB): each of its
 /// worker threads (one per CPU) inflates one message at a time, up to `MAX_MESSAGE` and no
@@ -1189,8 +1189,11 @@ fn zip_bomb_rss_mib(clients: usize) -> u64 {
     workers * (MAX_MESSAGE >> 20) as u64 + 32
 }
 
-/// The bound on the server's RSS growth while zip bombs' first fragments are held (MiB).
-const ZIP_BOMB_HELD_RSS_MIB: u64 = 160;
+/// The bound on the server's RSS growth while zip bombs' first fragments are held (MiB):
+/// each socket holds its message inflated so far, at most `MAX_MESSAGE`, plus 32 MiB.
+fn zip_bomb_held_rss_mib(clients: usize) -> u64 {
+    clients as u64 * (MAX_MESSAGE >> 20).max(1) as u64 + 32
+}
 
 /// The offer a raw attacker makes (the server's policy adds the no-context-takeover params).
 const DEFLATE_OFFER: (&str, &str) = ("Sec-WebSocket-Extensions", PERMESSAGE_DEFLATE);
@@ -1298,14 +1301,11 @@ async fn zip_bomb() {
     assert!(stats.all_ok(), "the good client's echoes failed: {stats}");
 }
 
-// Fails today: each socket keeps its message inflated so far, up to `MAX_MESSAGE`, with no
-// budget across sockets, so 62 KiB sent pins 63 MiB (20 sockets: +1.26 GiB RSS).
-#[ignore = "ws-proto/ws-server: no inflate budget across sockets (62 KiB pins 63 MiB each)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zip_bomb_held() {
     const CLIENTS: usize = 20;
     // Just under the limit, in a first fragment: a message that may still end well.
-    const INFLATED: usize = MAX_MESSAGE - (1 << 20);
+    const INFLATED: usize = MAX_MESSAGE - (64 << 10);
     let bomb = Arc::new(zip_bomb_frame(INFLATED, false));
     let demo = Demo::start(&[]);
     let good = GoodEcho::start(&demo).await;
@@ -1331,7 +1331,7 @@ async fn zip_bomb_held() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let stats = good.finish().await;
     let rss = Rss { before, peak, after: demo.rss() };
-    let bound = ZIP_BOMB_HELD_RSS_MIB;
+    let bound = zip_bomb_held_rss_mib(CLIENTS);
 
     println!(
         "hostile: zip_bomb_held clients={CLIENTS} first_fragment_inflates_to_mib={} frame_bytes={} sends={:?} \

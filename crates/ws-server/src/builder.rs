@@ -109,9 +109,17 @@ impl ServerBuilder {
         self
     }
 
-    /// Largest message accepted (all fragments together); larger ones are closed with 1009.
+    /// Largest message accepted (all fragments together, after inflation for a compressed
+    /// one); larger ones are closed with 1009. 1 MiB by default
+    /// ([`DEFAULT_MAX_MESSAGE`](crate::DEFAULT_MAX_MESSAGE)). The frame limit follows it while
+    /// it equals the message limit (set [`max_frame_size`](ServerBuilder::max_frame_size) after
+    /// this for another).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.config.socket.protocol.max_message_size = bytes;
+        let protocol = &mut self.config.socket.protocol;
+        if protocol.max_frame_size == protocol.max_message_size {
+            protocol.max_frame_size = bytes;
+        }
+        protocol.max_message_size = bytes;
         self
     }
 

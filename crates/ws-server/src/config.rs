@@ -44,7 +44,13 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            socket: ws_session::Config::default().deflate(Some(default_deflate())),
+            socket: ws_session::Config::default()
+                .protocol(
+                    ws_proto::Config::default()
+                        .max_message_size(DEFAULT_MAX_MESSAGE)
+                        .max_frame_size(DEFAULT_MAX_MESSAGE),
+                )
+                .deflate(Some(default_deflate())),
             max_header_bytes: 16 << 10,
             max_headers: 64,
             request_timeout: Duration::from_secs(10),
@@ -59,6 +65,12 @@ impl Default for ServerConfig {
         }
     }
 }
+
+/// A server's default limit on a message (and a frame), 1 MiB: Socket.IO's default
+/// (`maxHttpBufferSize`). A socket may hold one message this large while it arrives, and a
+/// compressed one is inflated no further than this (then 1009), so a peer's first fragment of
+/// a zip bomb pins at most this much. `ServerBuilder::max_message_size` raises it.
+pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
 
 /// permessage-deflate as a server with many sockets wants it: on, and no context kept
 /// between messages in either direction (the client is asked for `client_no_context_takeover`

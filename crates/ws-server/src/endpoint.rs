@@ -16,7 +16,7 @@ use crate::{Registry, ShutdownHandle};
 ///
 /// * [`serve_connection`](Endpoint::serve_connection) serves any byte stream you accepted
 ///   yourself (a Unix socket, TLS of your own, a test's duplex).
-/// * With the `hyper` feature, [`upgrade`](Endpoint::upgrade) hands an HTTP upgrade request
+/// * With the `hyper` feature, `Endpoint::upgrade` hands an HTTP upgrade request
 ///   from hyper or axum to the class model, so a `Router` serves the classes next to its own
 ///   routes on one port.
 ///

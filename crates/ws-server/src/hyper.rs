@@ -30,7 +30,13 @@ impl Endpoint {
     ///
     /// In axum, as a fallback (or `any(...)` on the class routes) next to its own handlers:
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use ws_server::{Connection, Error, WebSocketServer, async_trait};
+    /// # struct Echo;
+    /// # #[async_trait] impl WebSocketServer for Echo {
+    /// #     async fn server(&mut self, _: &mut Connection) -> Result<(), Error> { Ok(()) }
+    /// # }
+    /// # async fn run() -> std::io::Result<()> {
     /// let endpoint = ws_server::Server::builder().class("user", "MyApp.Echo", || Echo).build()?;
     /// let app = axum::Router::new()
     ///     .route("/hello", axum::routing::get(|| async { "hello" }))
@@ -38,6 +44,9 @@ impl Endpoint {
     ///         let endpoint = endpoint.clone();
     ///         async move { endpoint.upgrade(req).await }
     ///     });
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// axum::serve(listener, app).await
+    /// # }
     /// ```
     pub async fn upgrade<B>(&self, request: http::Request<B>) -> Response<Full<Bytes>> {
         let peer = request.extensions().get::<SocketAddr>().copied();

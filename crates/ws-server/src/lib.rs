@@ -61,7 +61,7 @@ pub use async_trait::async_trait;
 pub use builder::ServerBuilder;
 pub use class::{PostServer, PreServer, Reject, WebSocketServer};
 pub use cluster::{Cluster, OpenError, RemoteSocket};
-pub use config::{OriginPolicy, ServerConfig, default_deflate};
+pub use config::{DEFAULT_MAX_MESSAGE, OriginPolicy, ServerConfig, default_deflate};
 pub use connection::Connection;
 pub use endpoint::Endpoint;
 pub use id::{InvalidId, WebSocketId};

@@ -46,6 +46,10 @@ struct Args {
     /// Seconds a peer may accept no bytes while output waits before it is dropped.
     #[arg(long, default_value_t = 30.0)]
     write_timeout: f64,
+    /// Largest message accepted, in bytes (after inflation for a compressed one); larger ones
+    /// get 1009.
+    #[arg(long, default_value_t = ws_server::DEFAULT_MAX_MESSAGE)]
+    max_message_size: usize,
     /// Bytes of queued output over which a socket stops reading.
     #[arg(long, default_value_t = 1 << 20)]
     max_write_buffer: usize,
@@ -161,6 +165,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
     let server = builder
         .origins(origins)
         .write_timeout(Some(secs(args.write_timeout)))
+        .max_message_size(args.max_message_size)
         .max_write_buffer(args.max_write_buffer)
         .max_queued_bytes(args.max_queued_bytes)
         .request_timeout(secs(args.request_timeout))
