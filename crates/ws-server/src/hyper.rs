@@ -88,15 +88,9 @@ impl Endpoint {
             headers: &mut headers,
         };
         let request = Request::new(parts.method.clone(), parts.uri.clone(), parts.headers.clone(), peer);
-        let is_upgrade = request.is_upgrade();
         let upgrade = match decide(shared, &parsed, request).await {
             Ok(upgrade) => upgrade,
-            Err(answer) => {
-                if is_upgrade {
-                    crate::metrics::handshake_failed(shared, answer.status);
-                }
-                return into_response(answer);
-            }
+            Err(answer) => return into_response(answer),
         };
         let mut response = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)

@@ -159,7 +159,21 @@ impl Upgrade {
 
 /// The checks every upgrade request goes through, whichever way it came: a page for a plain
 /// request, routing, ws-proto's validation, Origin, `on_pre_server` and its subprotocol.
+/// An upgrade request refused here counts as a handshake failure (by the status answered).
 pub(crate) async fn decide(
+    shared: &Shared,
+    parsed: &httparse::Request<'_, '_>,
+    request: Request,
+) -> Result<Upgrade, Answer> {
+    let is_upgrade = request.is_upgrade();
+    let decided = checks(shared, parsed, request).await;
+    if let (true, Err(answer)) = (is_upgrade, &decided) {
+        crate::metrics::handshake_failed(shared, answer.status);
+    }
+    decided
+}
+
+async fn checks(
     shared: &Shared,
     parsed: &httparse::Request<'_, '_>,
     request: Request,
@@ -373,15 +387,9 @@ where
         return respond(&mut stream, Answer::text(400, "malformed request\n")).await;
     }
     let request = Request::from_parsed(&parsed, peer);
-    let is_upgrade = request.is_upgrade();
     let upgrade = match decide(shared, &parsed, request).await {
         Ok(upgrade) => upgrade,
-        Err(answer) => {
-            if is_upgrade {
-                crate::metrics::handshake_failed(shared, answer.status);
-            }
-            return respond(&mut stream, answer).await;
-        }
+        Err(answer) => return respond(&mut stream, answer).await,
     };
     drop(headers); // ends the borrow of `buf` by the parsed request
     // Keep only what follows the request (usually nothing), not the handshake buffer.

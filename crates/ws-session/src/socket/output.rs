@@ -41,14 +41,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Queues frames like [`write_encoded`](WebSocket::write_encoded) without writing them:
     /// queue several, then [`send_queued`](WebSocket::send_queued) writes them together.
     pub fn queue_encoded(&mut self, frames: &Bytes) -> Result<(), Error> {
-        match self.queue_encoded_inner(frames) {
-            Ok(()) => Ok(()),
-            Err(_) => Err(self
-                .ended
-                .as_ref()
-                .map(|e| e.error())
-                .unwrap_or(Error::Closed { code: CloseCode::NORMAL, reason: "closing".into() })),
-        }
+        self.queue_encoded_inner(frames).map_err(|_| self.closing_error())
+    }
+
+    /// Why nothing more can be queued: how the socket ended, or that it is closing.
+    fn closing_error(&self) -> Error {
+        self.ended
+            .as_ref()
+            .map(|e| e.error())
+            .unwrap_or(Error::Closed { code: CloseCode::NORMAL, reason: "closing".into() })
     }
 
     /// Writes what is queued as far as the transport takes it now, and never waits: the
@@ -85,14 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// does with a broadcast), plain otherwise.
     pub fn queue_payload(&mut self, kind: ws_proto::MessageKind, payload: &[u8]) -> Result<(), Error> {
         self.output_from_pool();
-        match self.conn.send_fragment(kind, payload, true) {
-            Ok(()) => Ok(()),
-            Err(_) => Err(self
-                .ended
-                .as_ref()
-                .map(|e| e.error())
-                .unwrap_or(Error::Closed { code: CloseCode::NORMAL, reason: "closing".into() })),
-        }
+        self.conn.send_fragment(kind, payload, true).map_err(|_| self.closing_error())
     }
 
     pub(super) fn queue_encoded_inner(&mut self, frames: &Bytes) -> Result<(), SendError> {
