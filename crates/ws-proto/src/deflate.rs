@@ -65,6 +65,13 @@ pub struct DeflateConfig {
     /// Messages shorter than this many bytes are sent uncompressed (RSV1 clear), where
     /// compressing costs more CPU than the bytes it saves. Read by the sending side.
     pub min_size: usize,
+    /// A server's bound on the compression state one connection keeps between messages, in
+    /// bytes ([`DeflateParams::idle_memory`]): the compressor when the server keeps its
+    /// context, the inflater when the client keeps its own. An offer whose agreement would
+    /// keep more is tightened, not declined: the server drops its own context first (the
+    /// larger part), then asks the client for `client_no_context_takeover`. `usize::MAX` (the
+    /// default): no bound beyond what the other fields allow.
+    pub max_idle_memory: usize,
 }
 
 impl Default for DeflateConfig {
@@ -79,6 +86,7 @@ impl Default for DeflateConfig {
             client_max_window_bits: 15,
             level: 6,
             min_size: 64,
+            max_idle_memory: usize::MAX,
         }
     }
 }
@@ -123,6 +131,12 @@ impl DeflateConfig {
     /// Sets [`min_size`](DeflateConfig::min_size).
     pub fn min_size(mut self, bytes: usize) -> Self {
         self.min_size = bytes;
+        self
+    }
+
+    /// Sets [`max_idle_memory`](DeflateConfig::max_idle_memory).
+    pub fn max_idle_memory(mut self, bytes: usize) -> Self {
+        self.max_idle_memory = bytes;
         self
     }
 
@@ -225,7 +239,29 @@ impl DeflateParams {
     pub fn accepts_shared(&self, window_bits: u8) -> bool {
         window_bits <= self.server_max_window_bits
     }
+
+    /// About how many bytes a server connection with these parameters keeps between
+    /// messages for compression, with this crate's backend (flate2 on zlib-rs): 64 with no
+    /// context either way; a kept compressor costs 250 KB plus 4 bytes per byte of window
+    /// (380 KB at 15 bits, 252 KB at 9), a kept inflater 48 KB whatever its window.
+    /// `tests/deflate_memory.rs` checks the figures against a counting allocator. Messages in
+    /// flight use a thread's spare compressor and inflater, not counted here.
+    pub fn idle_memory(&self) -> usize {
+        const BASE: usize = 64;
+        let compressor =
+            if self.server_no_context_takeover { 0 } else { compressor_bytes(self.server_max_window_bits) };
+        let inflater = if self.client_no_context_takeover { 0 } else { INFLATER_BYTES };
+        BASE + compressor + inflater
+    }
 }
+
+/// What a kept raw-deflate compressor holds with a `bits` window (zlib-rs, level 6).
+const fn compressor_bytes(bits: u8) -> usize {
+    250_000 + (4 << bits)
+}
+
+/// What a kept inflater holds (zlib-rs allocates a 32 KiB window whatever the stream's).
+const INFLATER_BYTES: usize = 48_000;
 
 /// A server's answer to the client's permessage-deflate offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,12 +396,26 @@ fn accept_offer(config: &DeflateConfig, offer: &ExtensionOffer<'_>) -> Option<De
         Some(None) => config.client_bits(),
         Some(Some(n)) => n.min(config.client_bits()),
     };
-    Some(DeflateParams {
+    let mut params = DeflateParams {
         server_no_context_takeover: o.server_no_context_takeover || config.server_no_context_takeover,
         client_no_context_takeover: o.client_no_context_takeover || config.client_no_context_takeover,
         server_max_window_bits,
         client_max_window_bits,
-    })
+    };
+    fit_memory(&mut params, config.max_idle_memory);
+    Some(params)
+}
+
+/// Tightens `params` until a connection keeps at most `bound` bytes between messages (see
+/// [`DeflateConfig::max_idle_memory`]): no server context, then no client context. A server
+/// may answer either unasked (RFC 7692 sections 7.1.1.1 and 7.1.1.2).
+fn fit_memory(params: &mut DeflateParams, bound: usize) {
+    if params.idle_memory() > bound {
+        params.server_no_context_takeover = true;
+    }
+    if params.idle_memory() > bound {
+        params.client_no_context_takeover = true;
+    }
 }
 
 /// The client's check of the server's `Sec-WebSocket-Extensions` answer (RFC 7692 section

@@ -30,6 +30,10 @@
 //! | context takeover both ways, 15-bit windows | 418 KiB (compressor 371 KiB) |
 //! | context takeover both ways, 10-bit windows | 294 KiB |
 //!
+//! [`DeflateParams::idle_memory`] gives these figures for any agreement, and
+//! [`DeflateConfig::max_idle_memory`] bounds them: a server drops its own context, then the
+//! client's, from any agreement that would keep more.
+//!
 //! A zip bomb (10 MiB of zeros in 10 KiB) against a 1 MiB limit peaks at 1071 KiB and fails
 //! with 1009.
 //!

@@ -175,3 +175,33 @@ fn idle_memory_per_mode() {
     assert!(figures[2] > 128 << 10, "a compressor and an inflater: {figures:?}");
     assert!(figures[3] < figures[2], "smaller windows hold less: {figures:?}");
 }
+
+/// `DeflateParams::idle_memory`, which `DeflateConfig::max_idle_memory` bounds, is what a
+/// connection really keeps: never less, and at most 10 % (or 1 KiB) more.
+#[test]
+fn the_idle_memory_estimate_holds() {
+    let base = DeflateConfig::default().min_size(0);
+    let mut checked = 0;
+    for bits in [9, 12, 15] {
+        let takeover = base.clone().server_no_context_takeover(false).server_max_window_bits(bits);
+        for (offer, config) in [
+            ("permessage-deflate; client_no_context_takeover", &base),
+            ("permessage-deflate", &base),
+            ("permessage-deflate; client_no_context_takeover", &takeover),
+            ("permessage-deflate", &takeover),
+        ] {
+            let held = idle_bytes(offer, config) as usize;
+            let estimate = agreed(offer, config).idle_memory();
+            eprintln!(
+                "{offer} (server window {bits}, takeover {}): held {held} B, estimate {estimate} B",
+                !config.server_no_context_takeover
+            );
+            assert!(
+                held <= estimate && estimate <= (held + held / 10).max(held + 1024),
+                "held {held}, estimate {estimate}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12);
+}

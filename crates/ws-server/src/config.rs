@@ -77,7 +77,8 @@ pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
 /// too), so an idle socket holds no compression state (64 bytes) and a broadcast is compressed
 /// once for all its recipients. Keeping contexts compresses small similar messages better but
 /// costs about 47 KiB per socket for the client's direction and 370 KiB for the server's
-/// (window 15): see [`ws_proto::DeflateConfig`].
+/// (window 15): see [`ws_proto::DeflateConfig`]. A policy that allows contexts can still
+/// bound them per socket with [`DeflateConfig::max_idle_memory`](ws_proto::DeflateConfig::max_idle_memory).
 pub fn default_deflate() -> ws_proto::DeflateConfig {
     ws_proto::DeflateConfig::default().server_no_context_takeover(true).client_no_context_takeover(true)
 }

@@ -604,3 +604,39 @@ async fn a_clean_close_is_no_error_in_on_post_server_and_a_protocol_error_is() {
     let error = post.error.expect("a protocol error");
     assert_eq!(error.close_code(), Some(CloseCode::PROTOCOL), "{error}");
 }
+
+/// permessage-deflate through the listener: the default policy (no context kept either way),
+/// a policy that keeps contexts under a per-socket memory bound, and compression turned off;
+/// each time a 2 KB JSON message goes both ways intact.
+#[tokio::test]
+async fn deflate_policies_are_negotiated_and_messages_survive_them() {
+    use ws_proto::DeflateConfig;
+    let takeover = DeflateConfig::default().server_no_context_takeover(false);
+    // Room for the client's context (48 KB) but not the server's compressor (380 KB).
+    let bounded = takeover.clone().max_idle_memory(100_000);
+    let policies: [(Option<DeflateConfig>, Option<(bool, bool)>); 4] = [
+        (Some(ws_server::default_deflate()), Some((true, true))),
+        (Some(takeover), Some((false, false))),
+        (Some(bounded), Some((true, false))),
+        (None, None),
+    ];
+    let line = format!(r#"{{"Type":"Chat","Message":"{}","User":"alice"}}"#, "hello again ".repeat(170));
+    for (policy, want) in policies {
+        let running = start(quick().route("/echo", Echo::default).deflate(policy.clone())).await;
+        // The client offers what a browser offers.
+        let mut options = ConnectOptions::default();
+        options.config =
+            options.config.deflate(Some(DeflateConfig::default().server_no_context_takeover(false)));
+        let (mut client, _) = connect(&running.url("/echo"), &options).await.unwrap();
+        let agreed = client.deflate().map(|p| (p.server_no_context_takeover, p.client_no_context_takeover));
+        assert_eq!(agreed, want, "policy {policy:?}");
+        assert_eq!(client.compresses(line.len()), want.is_some());
+        for _ in 0..3 {
+            client.write(&line).await.unwrap();
+            let echoed = tokio::time::timeout(T, client.read_message()).await.unwrap().unwrap();
+            assert_eq!(echoed.as_text(), Some(line.as_str()), "policy {policy:?}");
+        }
+        drop(client);
+        running.shutdown.shutdown().await;
+    }
+}

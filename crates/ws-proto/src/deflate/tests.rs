@@ -152,6 +152,41 @@ fn server_answers_each_offer() {
 }
 
 #[test]
+fn a_memory_bound_drops_the_server_context_then_the_client_s() {
+    let takeover = DeflateConfig::default().server_no_context_takeover(false);
+    let browser = ["permessage-deflate; client_max_window_bits"];
+    let both = params(false, false, 15, 15).idle_memory();
+    let client_only = params(true, false, 15, 15).idle_memory();
+    let none = params(true, true, 15, 15).idle_memory();
+    assert!(none < 128 && none < client_only && client_only < both, "{none} {client_only} {both}");
+    let cases = [
+        (usize::MAX, params(false, false, 15, 15), "permessage-deflate"),
+        (both, params(false, false, 15, 15), "permessage-deflate"),
+        (both - 1, params(true, false, 15, 15), "permessage-deflate; server_no_context_takeover"),
+        (client_only, params(true, false, 15, 15), "permessage-deflate; server_no_context_takeover"),
+        (
+            client_only - 1,
+            params(true, true, 15, 15),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        ),
+        // Below what even no context costs: compression stays on, with nothing kept.
+        (
+            0,
+            params(true, true, 15, 15),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        ),
+    ];
+    for (bound, want, response) in cases {
+        let config = takeover.clone().max_idle_memory(bound);
+        let (got, answer) = server(&config, &browser).unwrap();
+        assert_eq!((got, answer.as_str()), (want, response), "bound {bound}");
+        assert!(bound < none || got.idle_memory() <= bound, "bound {bound}: {}", got.idle_memory());
+    }
+    // A smaller window keeps a smaller compressor.
+    assert!(params(false, true, 9, 15).idle_memory() < params(false, true, 15, 15).idle_memory());
+}
+
+#[test]
 fn configured_windows_are_clamped() {
     let c = DeflateConfig::default().server_max_window_bits(8).client_max_window_bits(20).level(12);
     assert_eq!((c.server_max_window_bits, c.client_max_window_bits, c.level), (9, 15, 9));
