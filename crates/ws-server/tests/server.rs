@@ -614,7 +614,9 @@ async fn deflate_policies_are_negotiated_and_messages_survive_them() {
     let takeover = DeflateConfig::default().server_no_context_takeover(false);
     // Room for the client's context (48 KB) but not the server's compressor (380 KB).
     let bounded = takeover.clone().max_idle_memory(100_000);
-    let policies: [(Option<DeflateConfig>, Option<(bool, bool)>); 4] = [
+    // A policy, and the (server_no_context_takeover, client_no_context_takeover) it agrees to.
+    type Case = (Option<DeflateConfig>, Option<(bool, bool)>);
+    let policies: [Case; 4] = [
         (Some(ws_server::default_deflate()), Some((true, true))),
         (Some(takeover), Some((false, false))),
         (Some(bounded), Some((true, false))),
