@@ -82,6 +82,10 @@ struct Args {
     /// Refuse permessage-deflate (on by default: no context kept, broadcasts compressed once).
     #[arg(long)]
     no_deflate: bool,
+    /// permessage-deflate with context takeover in both directions (when the client allows):
+    /// better compression, a compression context per socket.
+    #[arg(long, conflicts_with = "no_deflate")]
+    deflate_takeover: bool,
     /// Accept any origin (turns the cross-site check off).
     #[arg(long, conflicts_with = "allow_origin")]
     any_origin: bool,
@@ -161,6 +165,12 @@ async fn serve(args: Args) -> std::io::Result<()> {
     }
     if args.no_deflate {
         builder = builder.deflate(None);
+    } else if args.deflate_takeover {
+        builder = builder.deflate(Some(
+            ws_server::DeflateConfig::default()
+                .server_no_context_takeover(false)
+                .client_no_context_takeover(false),
+        ));
     }
     let server = builder
         .origins(origins)
