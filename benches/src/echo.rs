@@ -1,19 +1,32 @@
 //! Echo load: each connection keeps `inflight` messages out; every echo is checked byte for
-//! byte against what was sent, timed, and answered with the next message.
+//! byte against what was sent, timed, and answered with the next message. Pattern payloads
+//! cycle through a few prebuilt ones; chat lines are made per message, each different.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::chat::chat_payload;
 use crate::frame::TEXT;
 use crate::message::Event;
 use crate::payload::EchoMessages;
-use crate::socket::{Failure, Socket};
+use crate::socket::{Failure, Outbox, Socket};
 use crate::tally::Tally;
+
+/// What a connection sends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lines<'a> {
+    /// The prebuilt pattern payloads, in turn.
+    Pattern(&'a EchoMessages),
+    /// Chat lines of about this size, from this connection (its index).
+    Chat { size: usize, source: usize },
+}
 
 /// One connection's side of the echo exchange.
 struct Exchange<'a> {
-    messages: &'a EchoMessages,
+    lines: Lines<'a>,
+    /// Chat: the lines in flight, oldest first.
+    chat_sent: VecDeque<Vec<u8>>,
     tally: &'a Tally,
     /// When each message in flight was sent, oldest first.
     sent: VecDeque<Instant>,
@@ -33,17 +46,30 @@ struct Exchange<'a> {
 
 impl Exchange<'_> {
     fn expected(&self) -> &[u8] {
-        &self.messages.payloads[self.next_echo % self.messages.payloads.len()]
+        match self.lines {
+            Lines::Pattern(messages) => &messages.payloads[self.next_echo % messages.payloads.len()],
+            Lines::Chat { .. } => self.chat_sent.front().map_or(&[], Vec::as_slice),
+        }
     }
 
-    fn send_next(&mut self, out: &mut Vec<u8>, now: Instant) {
-        let frames = &self.messages.frames;
-        out.extend_from_slice(&frames[self.next_send % frames.len()]);
+    fn send_next(&mut self, out: &mut Outbox<'_>, now: Instant) {
+        match self.lines {
+            Lines::Pattern(messages) => {
+                let i = self.next_send % messages.frames.len();
+                out.text(&messages.payloads[i], Some(&messages.frames[i]));
+            }
+            Lines::Chat { size, source } => {
+                let line = chat_payload(size, source, self.next_send as u32);
+                out.text(&line, None);
+                self.chat_sent.push_back(line);
+            }
+        }
         self.sent.push_back(now);
         self.next_send += 1;
+        self.tally.sent_one();
     }
 
-    fn on(&mut self, event: Event<'_>, out: &mut Vec<u8>) {
+    fn on(&mut self, event: Event<'_>, out: &mut Outbox<'_>) {
         match event {
             Event::Start(opcode) => {
                 self.offset = 0;
@@ -91,6 +117,7 @@ impl Exchange<'_> {
                     self.in_window += 1;
                 }
                 self.next_echo += 1;
+                self.chat_sent.pop_front();
                 self.send_next(out, now);
             }
             Event::Ping(_) | Event::Pong | Event::Close(_) => {} // handled by the socket
@@ -101,14 +128,15 @@ impl Exchange<'_> {
 /// Runs the echo exchange on `socket` until `stopped` resolves; `Err` if the connection broke.
 pub(crate) async fn drive(
     socket: &mut Socket,
-    messages: &EchoMessages,
+    lines: Lines<'_>,
     inflight: usize,
     max_wait: Option<Duration>,
     tally: &Tally,
     stopped: impl Future<Output = ()>,
 ) -> Result<(), Failure> {
     let mut exchange = Exchange {
-        messages,
+        lines,
+        chat_sent: VecDeque::with_capacity(inflight),
         tally,
         sent: VecDeque::with_capacity(inflight),
         next_send: 0,
@@ -119,12 +147,11 @@ pub(crate) async fn drive(
         max_wait,
         arrived: None,
     };
-    let mut first = Vec::new();
     let now = Instant::now();
     for _ in 0..inflight {
-        exchange.send_next(&mut first, now);
+        exchange.send_next(&mut socket.outbox(), now);
     }
-    socket.send(&first).await?;
+    socket.flush().await?;
     tokio::pin!(stopped);
     loop {
         tokio::select! {

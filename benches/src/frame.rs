@@ -28,6 +28,12 @@ pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 /// ```
 pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(payload.len() + 14);
+    push_client_frame(&mut frame, opcode, payload);
+    frame
+}
+
+/// Appends [`client_frame`]`(opcode, payload)` to `frame`.
+pub fn push_client_frame(frame: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     frame.push(0x80 | opcode);
     let len = payload.len();
     if len < 126 {
@@ -43,7 +49,6 @@ pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let start = frame.len();
     frame.extend_from_slice(payload);
     mask_in_place(&mut frame[start..], 0);
-    frame
 }
 
 /// Masks (or unmasks) `bytes` in place with [`MASK`], as if they began `offset` bytes into a

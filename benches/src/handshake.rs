@@ -65,13 +65,46 @@ impl Target {
 
     /// The upgrade request for this target.
     pub fn request(&self) -> Vec<u8> {
-        format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            self.path, self.host
-        )
-        .into_bytes()
+        self.request_offering(None)
     }
+
+    /// The upgrade request, offering `extensions` (a `Sec-WebSocket-Extensions` value) if any.
+    ///
+    /// ```
+    /// let t = benches::Target::parse("ws://127.0.0.1:9002/").unwrap();
+    /// let request = String::from_utf8(t.request_offering(Some("permessage-deflate"))).unwrap();
+    /// assert!(request.ends_with("Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"));
+    /// ```
+    pub fn request_offering(&self, extensions: Option<&str>) -> Vec<u8> {
+        let mut request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n",
+            self.path, self.host
+        );
+        if let Some(value) = extensions {
+            request.push_str("Sec-WebSocket-Extensions: ");
+            request.push_str(value);
+            request.push_str("\r\n");
+        }
+        request.push_str("\r\n");
+        request.into_bytes()
+    }
+}
+
+/// The values of every `name` header in a response `head` (as [`check_response`] measured
+/// it), in order.
+///
+/// ```
+/// let head = b"HTTP/1.1 101 OK\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+/// let values: Vec<&[u8]> = benches::header_values(head, "sec-websocket-extensions").collect();
+/// assert_eq!(values, [&b"permessage-deflate"[..]]);
+/// ```
+pub fn header_values<'a>(head: &'a [u8], name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    head.split(|&b| b == b'\n').skip(1).filter_map(move |line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        line[..colon].eq_ignore_ascii_case(name.as_bytes()).then(|| line[colon + 1..].trim_ascii())
+    })
 }
 
 /// Why the server's answer is not a WebSocket upgrade.
@@ -83,6 +116,11 @@ pub enum HandshakeError {
     Accept,
     /// The head is longer than 8 KiB.
     TooLong,
+    /// permessage-deflate was offered and required (`wsload --deflate`), and the server did
+    /// not agree to it.
+    DeflateRefused,
+    /// The server's permessage-deflate answer breaks RFC 7692 (what is wrong with it).
+    Deflate(String),
 }
 
 impl fmt::Display for HandshakeError {
@@ -91,6 +129,11 @@ impl fmt::Display for HandshakeError {
             HandshakeError::Status(line) => write!(f, "no upgrade: {line:?}"),
             HandshakeError::Accept => f.write_str("missing or wrong Sec-WebSocket-Accept"),
             HandshakeError::TooLong => f.write_str("response head over 8 KiB"),
+            HandshakeError::DeflateRefused => f.write_str(
+                "the server did not agree to permessage-deflate (--deflate requires it; \
+                 --deflate-optional loads such a server plain)",
+            ),
+            HandshakeError::Deflate(e) => write!(f, "permessage-deflate answer: {e}"),
         }
     }
 }

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
+use crate::chat::CHAT_SIZE;
 use crate::handshake::Target;
 
 /// The most connections one run may open.
@@ -33,6 +35,17 @@ pub enum Mode {
     Connect,
 }
 
+/// What the messages hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Payload {
+    /// ASCII whose pattern moves with the position, `--size` bytes, every byte checked.
+    Pattern,
+    /// Chat lines as the demo's chat class broadcasts them: compact JSON of about `--size`
+    /// bytes (300 unless given), common English words, each line different, with wsload's
+    /// tag in a `Seq` member; every byte checked against the line the receiver makes itself.
+    Chat,
+}
+
 /// A WebSocket load generator for loopback servers: one thread, one task per connection,
 /// frames built once, every echoed byte checked.
 #[derive(Debug, Clone, Parser)]
@@ -55,9 +68,28 @@ pub struct Options {
     /// How many connections (connect mode: how many connect at once).
     #[arg(long, default_value_t = 100, value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_CONNECTIONS as u64))]
     pub connections: usize,
-    /// Payload bytes per message.
+    /// Payload bytes per message (`--payload chat`: the lines' target size, 300 unless given).
     #[arg(long, default_value_t = 20, value_parser = RangedU64ValueParser::<usize>::new().range(..=MAX_SIZE as u64))]
     pub size: usize,
+    /// What the messages hold.
+    #[arg(long, value_enum, default_value_t = Payload::Pattern)]
+    pub payload: Payload,
+    /// Offer permessage-deflate (RFC 7692) as Chromium does (`permessage-deflate;
+    /// client_max_window_bits`), take whatever the server agrees to, then compress every
+    /// message sent (RSV1; the context kept or reset per message as agreed) and inflate what
+    /// arrives, checking it as usual. A connection the server does not agree with fails (see
+    /// `--deflate-optional`).
+    #[arg(long)]
+    pub deflate: bool,
+    /// With `--deflate`: a server that refuses the extension is loaded plain (the same
+    /// messages through the same code, uncompressed) instead of failing: a baseline.
+    #[arg(long, requires = "deflate")]
+    pub deflate_optional: bool,
+    /// Idle: every connection first sends one message and waits for its echo (an echo
+    /// server's path), so the server holds what a used socket keeps (with permessage-deflate
+    /// and context takeover, its compression contexts).
+    #[arg(long)]
+    pub idle_echo: bool,
     /// Echo: messages in flight per connection.
     #[arg(long, default_value_t = 1, value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub inflight: usize,
@@ -94,7 +126,12 @@ impl Options {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let mut options = Options::try_parse_from(args)?;
+        let matches = Options::command().try_get_matches_from(args)?;
+        let mut options = Options::from_arg_matches(&matches)?;
+        if options.payload == Payload::Chat && matches.value_source("size") == Some(ValueSource::DefaultValue)
+        {
+            options.size = CHAT_SIZE;
+        }
         options.target.tls |= options.tls;
         options.tls = options.target.tls;
         if options.tls && options.ca.is_none() {
@@ -103,7 +140,13 @@ impl Options {
         if options.senders() > options.connections {
             return Err(invalid("--senders: at most --connections"));
         }
-        if options.mode == Mode::Broadcast && options.size < BROADCAST_TAG {
+        if options.idle_echo && options.mode != Mode::Idle {
+            return Err(invalid("--idle-echo: only with --mode idle"));
+        }
+        if options.mode == Mode::Broadcast
+            && options.payload == Payload::Pattern
+            && options.size < BROADCAST_TAG
+        {
             return Err(invalid(&format!(
                 "--size: at least {BROADCAST_TAG} in broadcast mode (sender and round tag)"
             )));
@@ -160,6 +203,20 @@ mod tests {
         let o = parse("--url ws://127.0.0.1:1/ --tls --ca ca.pem --mode connect").unwrap();
         assert!(o.tls && o.target.tls && o.mode == Mode::Connect);
         assert!(parse("--url wss://127.0.0.1:1/ --ca ca.pem").unwrap().tls);
+    }
+
+    #[test]
+    fn chat_and_deflate() {
+        let o = parse("--url ws://127.0.0.1:1/ --payload chat").unwrap();
+        assert_eq!((o.payload, o.size, o.deflate), (Payload::Chat, CHAT_SIZE, false));
+        assert_eq!(parse("--url ws://127.0.0.1:1/ --payload chat --size 20").unwrap().size, 20);
+        assert_eq!(parse("--url ws://127.0.0.1:1/ --size 30").unwrap().payload, Payload::Pattern);
+        assert!(parse("--url ws://127.0.0.1:1/ --mode broadcast --payload chat --size 4").is_ok());
+        let o = parse("--url ws://127.0.0.1:1/ --deflate --deflate-optional").unwrap();
+        assert!(o.deflate && o.deflate_optional);
+        assert!(parse("--url ws://127.0.0.1:1/ --deflate-optional").is_err());
+        assert!(parse("--url ws://127.0.0.1:1/ --idle-echo").is_err());
+        assert!(parse("--url ws://127.0.0.1:1/ --mode idle --server-pid 1 --idle-echo").unwrap().idle_echo);
     }
 
     #[test]

@@ -60,22 +60,36 @@ pub fn broadcast_tag(tag: &[u8; BROADCAST_TAG]) -> Option<(usize, u32)> {
 pub struct BroadcastFrame {
     frame: Vec<u8>,
     payload_at: usize,
+    /// The payload, unmasked, re-tagged with the frame (for a socket that frames it itself).
+    payload: Vec<u8>,
 }
 
 impl BroadcastFrame {
     /// The frame of `sender`, for round 0.
     pub fn new(size: usize, sender: usize) -> Self {
-        let frame = client_frame(TEXT, &broadcast_payload(size, sender, 0));
-        BroadcastFrame { payload_at: frame.len() - size, frame }
+        let payload = broadcast_payload(size, sender, 0);
+        let frame = client_frame(TEXT, &payload);
+        BroadcastFrame { payload_at: frame.len() - size, frame, payload }
     }
 
     /// The frame for `round`: only the eight round digits are rewritten (and masked).
     pub fn for_round(&mut self, round: u32) -> &[u8] {
         let at = self.payload_at + 4;
         let mut digits: [u8; 8] = format!("{round:08x}").into_bytes().try_into().expect("8 digits");
+        self.payload[4..12].copy_from_slice(&digits);
         mask_in_place(&mut digits, 4);
         self.frame[at..at + 8].copy_from_slice(&digits);
         &self.frame
+    }
+
+    /// The frame of the last [`BroadcastFrame::for_round`].
+    pub fn frame(&self) -> &[u8] {
+        &self.frame
+    }
+
+    /// The payload of the last [`BroadcastFrame::for_round`], unmasked.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
     }
 }
 
@@ -88,6 +102,7 @@ mod tests {
         let mut f = BroadcastFrame::new(40, 7);
         for round in [1, 2, 0xdead_beef] {
             assert_eq!(f.for_round(round), client_frame(TEXT, &broadcast_payload(40, 7, round)).as_slice());
+            assert_eq!(f.payload(), broadcast_payload(40, 7, round));
         }
         let tag: [u8; BROADCAST_TAG] = broadcast_payload(12, 513, 99)[..].try_into().unwrap();
         assert_eq!(broadcast_tag(&tag), Some((513, 99)));

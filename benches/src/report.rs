@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde_json::{Value, json};
 
-use crate::options::{Mode, Options};
+use crate::options::{Mode, Options, Payload};
 use crate::tally::Tally;
 
 /// The figures of one run. Rates are over the measured window only.
@@ -22,8 +22,17 @@ pub struct Report {
     pub connected: usize,
     /// Seconds it took to open them.
     pub connect_s: f64,
-    /// Payload bytes per message.
+    /// Payload bytes per message (chat lines: their target size).
     pub size: usize,
+    /// `pattern` or `chat`.
+    pub payload: &'static str,
+    /// permessage-deflate was offered (`--deflate`).
+    pub deflate_offered: bool,
+    /// Connections that agreed to permessage-deflate.
+    pub deflate_connections: usize,
+    /// The first agreement, as the server's `Sec-WebSocket-Extensions` answer would say it in
+    /// full (`None`: none agreed).
+    pub deflate: Option<String>,
     /// Echo: messages in flight per connection.
     pub inflight: usize,
     /// Broadcast: senders per round.
@@ -35,6 +44,15 @@ pub struct Report {
     pub messages: u64,
     /// Broadcast: rounds completed in the window.
     pub rounds: u64,
+    /// Messages sent in the window (echo: one per echo; broadcast: one per sender and round).
+    pub sent: u64,
+    /// WebSocket bytes (frames and their headers, inside TLS) read off the sockets in the
+    /// window.
+    pub wire_read: u64,
+    /// WebSocket bytes written to the sockets in the window.
+    pub wire_written: u64,
+    /// Latencies measured in the window (none: a broadcast whose rounds all outlasted it).
+    pub latencies: u64,
     /// Latency quantiles in µs: per echo, per broadcast round, or to the `101` of a new
     /// connection.
     pub p50_us: f64,
@@ -71,6 +89,11 @@ impl Report {
             path: options.target.path.clone(),
             connections: options.connections,
             size: options.size,
+            payload: match options.payload {
+                Payload::Pattern => "pattern",
+                Payload::Chat => "chat",
+            },
+            deflate_offered: options.deflate,
             inflight: options.inflight,
             senders: options.senders(),
             ..Report::default()
@@ -80,7 +103,11 @@ impl Report {
     pub(crate) fn fill(&mut self, tally: &Tally) {
         self.messages = tally.messages.get();
         self.rounds = tally.rounds.get();
+        self.sent = tally.sent.get();
+        self.deflate_connections = tally.deflate_agreed.get();
+        self.deflate = tally.deflate_params.borrow().clone();
         let latency = tally.latency.borrow();
+        self.latencies = latency.len();
         let us = |ns: u64| ns as f64 / 1000.0;
         self.p50_us = us(latency.value_at_quantile(0.5));
         self.p99_us = us(latency.value_at_quantile(0.99));
@@ -103,6 +130,18 @@ impl Report {
     /// The load generator's CPU use as a share of the window (1.0: one core saturated).
     pub fn wsload_cpu_share(&self) -> Option<f64> {
         self.wsload_cpu_s.filter(|_| self.window_s > 0.0).map(|s| s / self.window_s)
+    }
+
+    /// Bytes read off the sockets per message delivered (echo or broadcast delivery), frame
+    /// headers and control frames included.
+    pub fn wire_in_per_msg(&self) -> Option<f64> {
+        (self.messages > 0 && self.mode != "connect").then(|| self.wire_read as f64 / self.messages as f64)
+    }
+
+    /// Bytes written to the sockets per message sent (the same as per echo in echo mode;
+    /// broadcast: per message a sender sent, not per delivery).
+    pub fn wire_out_per_msg(&self) -> Option<f64> {
+        (self.sent > 0 && self.mode != "connect").then(|| self.wire_written as f64 / self.sent as f64)
     }
 
     /// Idle: the server's memory growth per open connection, bytes.
@@ -133,16 +172,27 @@ impl Report {
             "connected": self.connected,
             "connect_s": round(self.connect_s),
             "size": self.size,
+            "payload": self.payload,
+            "deflate_offered": self.deflate_offered,
+            "deflate_connections": self.deflate_connections,
+            "deflate": self.deflate,
             "inflight": self.inflight,
             "senders": self.senders,
             "window_s": round(self.window_s),
             "messages": self.messages,
             "msgs_per_s": round(self.msgs_per_s()),
             "rounds": self.rounds,
+            "sent": self.sent,
+            "wire_read": self.wire_read,
+            "wire_written": self.wire_written,
+            "wire_in_per_msg": self.wire_in_per_msg().map(round),
+            "wire_out_per_msg": self.wire_out_per_msg().map(round),
             "latency_of": self.latency_of(),
-            "p50_us": round(self.p50_us),
-            "p99_us": round(self.p99_us),
-            "max_us": round(self.max_us),
+            "latencies": self.latencies,
+            // Null, not 0, when nothing was timed.
+            "p50_us": (self.latencies > 0).then(|| round(self.p50_us)),
+            "p99_us": (self.latencies > 0).then(|| round(self.p99_us)),
+            "max_us": (self.latencies > 0).then(|| round(self.max_us)),
             "errors": self.errors,
             "close_errors": self.close_errors,
             "notes": self.notes,
@@ -169,6 +219,14 @@ impl fmt::Display for Report {
                 self.mode, self.path, self.connected, self.connections, self.connect_s
             )?;
         }
+        if self.deflate_offered {
+            match &self.deflate {
+                Some(agreed) => {
+                    writeln!(f, "permessage-deflate on {} connections: {agreed}", self.deflate_connections)?
+                }
+                None => writeln!(f, "permessage-deflate offered, agreed on no connection")?,
+            }
+        }
         if self.mode == "idle" {
             if let Some(b) = self.bytes_per_conn() {
                 let mib = |x: Option<u64>| x.unwrap_or(0) as f64 / (1 << 20) as f64;
@@ -185,22 +243,34 @@ impl fmt::Display for Report {
                 "broadcast" => ("message", "msgs/s", "round"),
                 _ => ("message", "msgs/s", "echo"),
             };
+            let about = if self.payload == "chat" { "chat lines of ~" } else { "" };
             match self.mode {
                 "connect" => write!(f, "{} connections opened and closed", self.messages)?,
-                "broadcast" => write!(f, "{} deliveries of {} B", self.messages, self.size)?,
-                _ => write!(f, "{} echoes of {} B", self.messages, self.size)?,
+                "broadcast" => write!(f, "{} deliveries of {about}{} B", self.messages, self.size)?,
+                _ => write!(f, "{} echoes of {about}{} B", self.messages, self.size)?,
             }
             writeln!(f, " in {:.2} s: {:.0} {per_s}", self.window_s, self.msgs_per_s())?;
             if self.mode == "broadcast" {
                 writeln!(f, "{} rounds of {} senders", self.rounds, self.senders)?;
             }
-            writeln!(
-                f,
-                "latency per {of}: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs",
-                self.p50_us, self.p99_us, self.max_us
-            )?;
+            if self.latencies > 0 {
+                writeln!(
+                    f,
+                    "latency per {of}: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs",
+                    self.p50_us, self.p99_us, self.max_us
+                )?;
+            } else {
+                writeln!(f, "latency per {of}: none measured in the window")?;
+            }
             if let (Some(cpu), Some(per)) = (self.server_cpu_s, self.server_cpu_us_per_msg()) {
                 writeln!(f, "server CPU {cpu:.2} s: {per:.3} µs per {unit}")?;
+            }
+            if let (Some(read), Some(written)) = (self.wire_in_per_msg(), self.wire_out_per_msg()) {
+                writeln!(
+                    f,
+                    "wire: {read:.1} B read per {unit} delivered, {written:.1} B written per {unit} sent \
+                     (WebSocket frames with headers)"
+                )?;
             }
             if let Some(share) = self.wsload_cpu_share() {
                 writeln!(f, "wsload CPU {:.0} % of one core", share * 100.0)?;

@@ -7,11 +7,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::LocalSet;
 
-use crate::options::{Mode, Options};
-use crate::payload::EchoMessages;
+use crate::broadcast::ChatLines;
+use crate::chat::chat_payload;
+use crate::deflate::{DeflateOffer, chromium_offer};
+use crate::echo::Lines;
+use crate::message::Event;
+use crate::options::{Mode, Options, Payload};
+use crate::payload::{EchoMessages, echo_payload};
 use crate::process;
 use crate::report::Report;
-use crate::socket::{Connector, Socket};
+use crate::socket::{Connector, Failure, Socket, wire};
 use crate::tally::{Phase, Tally};
 use crate::{broadcast, connect, echo, tls};
 
@@ -44,7 +49,10 @@ pub fn run(options: Options) -> std::io::Result<Report> {
         }
         _ => None,
     };
-    let connector = Connector::new(&options.target, tls)?;
+    let deflate = options
+        .deflate
+        .then(|| DeflateOffer { config: chromium_offer(), required: !options.deflate_optional });
+    let connector = Connector::new(&options.target, tls)?.with_deflate(deflate);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     Ok(LocalSet::new().block_on(&runtime, run_local(Rc::new(options), Rc::new(connector))))
 }
@@ -54,7 +62,10 @@ const BROADCAST_SETTLE: Duration = Duration::from_secs(1);
 
 async fn run_local(options: Rc<Options>, connector: Rc<Connector>) -> Report {
     let tally = Rc::new(Tally::new());
-    let echo_messages = Rc::new(EchoMessages::new(if options.mode == Mode::Echo { options.size } else { 0 }));
+    let pattern_echo = options.mode == Mode::Echo && options.payload == Payload::Pattern;
+    let echo_messages = Rc::new(EchoMessages::new(if pattern_echo { options.size } else { 0 }));
+    let chat_lines = (options.mode == Mode::Broadcast && options.payload == Payload::Chat)
+        .then(|| Rc::new(ChatLines::new(options.size, options.senders())));
     let opening = Rc::new(Semaphore::new(OPENING_AT_ONCE));
     let rss_before = options.server_pid.and_then(|pid| process::rss_bytes(pid).ok());
 
@@ -62,6 +73,7 @@ async fn run_local(options: Rc<Options>, connector: Rc<Connector>) -> Report {
     for _ in 0..options.connections {
         let (options, connector, tally, echo_messages, opening) =
             (options.clone(), connector.clone(), tally.clone(), echo_messages.clone(), opening.clone());
+        let chat_lines = chat_lines.clone();
         tokio::task::spawn_local(async move {
             if options.mode == Mode::Connect {
                 // Connectors open nothing before the load starts.
@@ -69,7 +81,8 @@ async fn run_local(options: Rc<Options>, connector: Rc<Connector>) -> Report {
                 let phase = tally.phase.subscribe();
                 connect::drive(&options.target, &connector, OPEN_LIMIT, CLOSE_LIMIT, &tally, phase).await;
             } else {
-                connection(&options, &connector, &tally, &echo_messages, &opening).await;
+                connection(&options, &connector, &tally, &echo_messages, chat_lines.as_deref(), &opening)
+                    .await;
             }
             tally.bump(&tally.finished);
         });
@@ -101,10 +114,14 @@ async fn run_local(options: Rc<Options>, connector: Rc<Connector>) -> Report {
         let server_cpu = options.server_pid.map(|pid| process::cpu_time(Some(pid)));
         let own_cpu = process::cpu_time(None).ok();
         let window = Instant::now();
+        let wire_before = wire();
         tally.measuring.set(true);
         tokio::time::sleep(options.duration).await;
         tally.measuring.set(false);
+        let wire_after = wire();
         report.window_s = window.elapsed().as_secs_f64();
+        report.wire_read = wire_after.read - wire_before.read;
+        report.wire_written = wire_after.written - wire_before.written;
         let server_cpu_after = options.server_pid.map(|pid| process::cpu_time(Some(pid)));
         if let (Some(Ok(before)), Some(Ok(after))) = (server_cpu, server_cpu_after) {
             report.server_cpu_s = Some((after - before).as_secs_f64());
@@ -136,6 +153,7 @@ async fn connection(
     connector: &Connector,
     tally: &Tally,
     echo_messages: &EchoMessages,
+    chat_lines: Option<&ChatLines>,
     opening: &Semaphore,
 ) {
     let opened = tokio::time::timeout(OPEN_LIMIT, async {
@@ -156,6 +174,21 @@ async fn connection(
     };
     let index = tally.connected.get();
     tally.connected.set(index + 1);
+    if let Some(params) = socket.deflate() {
+        tally.deflate_agreed.set(tally.deflate_agreed.get() + 1);
+        tally.deflate_params.borrow_mut().get_or_insert_with(|| params.response());
+    }
+    if options.idle_echo {
+        let message = match options.payload {
+            Payload::Pattern => echo_payload(options.size, 0),
+            Payload::Chat => chat_payload(options.size, index, 0),
+        };
+        match tokio::time::timeout(OPEN_LIMIT, echo_once(&mut socket, &message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tally.error(format_args!("idle echo: {e}")),
+            Err(_) => tally.error(format_args!("idle echo: no answer within {OPEN_LIMIT:?}")),
+        }
+    }
     tally.bump(&tally.settled);
 
     let mut phase = tally.phase.subscribe();
@@ -165,11 +198,16 @@ async fn connection(
     };
     let driven = match options.mode {
         Mode::Echo => {
-            echo::drive(&mut socket, echo_messages, options.inflight, options.max_wait, tally, stopped).await
+            let lines = match options.payload {
+                Payload::Pattern => Lines::Pattern(echo_messages),
+                Payload::Chat => Lines::Chat { size: options.size, source: index },
+            };
+            echo::drive(&mut socket, lines, options.inflight, options.max_wait, tally, stopped).await
         }
         Mode::Broadcast => {
+            let (senders, size) = (options.senders(), options.size);
             let result =
-                broadcast::drive(&mut socket, index, options.senders(), options.size, tally, stopped).await;
+                broadcast::drive(&mut socket, index, senders, size, chat_lines, tally, stopped).await;
             if result.is_err() {
                 tally.receiver_lost();
             }
@@ -189,4 +227,26 @@ async fn connection(
         }
         Err(e) => tally.error(e),
     }
+}
+
+/// Sends `message` and waits for it to come back intact (`--idle-echo`).
+async fn echo_once(socket: &mut Socket, message: &[u8]) -> Result<(), String> {
+    socket.outbox().text(message, None);
+    socket.flush().await.map_err(|e| e.to_string())?;
+    let (mut echo, mut done) = (Vec::new(), false);
+    while !done {
+        socket
+            .read(|event, _| match event {
+                Event::Data(bytes) => echo.extend_from_slice(bytes),
+                Event::End => done = true,
+                _ => {}
+            })
+            .await
+            .map_err(|e: Failure| e.to_string())?;
+        socket.flush().await.map_err(|e| e.to_string())?;
+    }
+    if echo != message {
+        return Err(format!("the echo differs ({} bytes back, {} sent)", echo.len(), message.len()));
+    }
+    Ok(())
 }

@@ -31,6 +31,8 @@ pub(crate) struct Tally {
     /// True during the measured window: only then are messages and latencies counted.
     pub(crate) measuring: Cell<bool>,
     pub(crate) messages: Cell<u64>,
+    /// Messages sent in the measured window.
+    pub(crate) sent: Cell<u64>,
     pub(crate) errors: Cell<u64>,
     pub(crate) close_errors: Cell<u64>,
     pub(crate) notes: RefCell<Vec<String>>,
@@ -49,6 +51,10 @@ pub(crate) struct Tally {
     pub(crate) receivers: Cell<usize>,
     pub(crate) round_done: Cell<usize>,
     pub(crate) rounds: Cell<u64>,
+    /// `--deflate`: connections that agreed to permessage-deflate, and the first agreement
+    /// (as a server would answer it).
+    pub(crate) deflate_agreed: Cell<usize>,
+    pub(crate) deflate_params: RefCell<Option<String>>,
 }
 
 impl Tally {
@@ -57,6 +63,7 @@ impl Tally {
             phase: watch::Sender::new(Phase::Connecting),
             measuring: Cell::new(false),
             messages: Cell::new(0),
+            sent: Cell::new(0),
             errors: Cell::new(0),
             close_errors: Cell::new(0),
             notes: RefCell::new(Vec::new()),
@@ -72,6 +79,8 @@ impl Tally {
             receivers: Cell::new(0),
             round_done: Cell::new(0),
             rounds: Cell::new(0),
+            deflate_agreed: Cell::new(0),
+            deflate_params: RefCell::new(None),
         }
     }
 
@@ -98,6 +107,13 @@ impl Tally {
     pub(crate) fn delivered(&self) {
         if self.measuring.get() {
             self.messages.set(self.messages.get() + 1);
+        }
+    }
+
+    /// Counts one message sent if the window is open.
+    pub(crate) fn sent_one(&self) {
+        if self.measuring.get() {
+            self.sent.set(self.sent.get() + 1);
         }
     }
 
