@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Side-by-side load benchmark (issue 6): our servers against tokio-tungstenite and
 # fastwebsockets, and against the floor in the echo scenarios, same load (wsload), same run,
-# with ratios. How to read it, and the latest tables: benches/README.md.
+# with ratios; with permessage-deflate (issue 19), against Node's ws. How to read it, and the
+# latest tables: benches/README.md.
 #
-#   bash benches/compare.sh            # ROUNDS=3 rounds of DURATION=10 s runs (~25 min)
-#   QUICK=1 bash benches/compare.sh    # 1 round of 2 s runs (~4 min), for a first look
-#   bash benches/compare.sh tls        # only the wss:// scenarios (~6 min); `plain`: all others
+#   bash benches/compare.sh            # ROUNDS=3 rounds of DURATION=10 s runs (~35 min)
+#   QUICK=1 bash benches/compare.sh    # 1 round of 2 s runs (~6 min), for a first look
+#   bash benches/compare.sh tls        # only the wss:// scenarios (~6 min)
+#   bash benches/compare.sh deflate    # only the permessage-deflate scenarios (~10 min)
+#   bash benches/compare.sh plain      # all but the tls and deflate ones
 #
 # Builds everything in release, then for each scenario and round starts each server in turn
 # (fresh, on a free loopback port, pinned to CPU 0) and runs wsload against it (pinned to
@@ -24,13 +27,21 @@
 # peer-tungstenite-tls on one certificate that gen-cert makes (ECDSA P-256); wsload's client
 # offers only TLS 1.3, TLS13_AES_128_GCM_SHA256 and X25519 (so both servers use them), ALPN
 # http/1.1 and no session resumption.
+#
+# The deflate scenarios (`deflate-*`) load with chat lines (~300 B of JSON, each different:
+# wsload --payload chat) and offer permessage-deflate as Chromium does (wsload --deflate),
+# against the demo as it is (no context takeover either way), the demo --deflate-takeover
+# (contexts kept both ways), the demo --no-deflate (the same load uncompressed: its wsload
+# accepts the refusal, --deflate-optional; every other server must agree or the run fails),
+# and Node's ws (benches/node/peer-ws.js, installed with `npm ci` on first use). Their tables
+# add the WebSocket bytes read per delivered message and written per sent message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GROUP="${1:-}"
 case "$GROUP" in
-  "" | tls | plain) ;;
-  *) echo "usage: benches/compare.sh [tls|plain]  (no argument: every scenario)" >&2; exit 2 ;;
+  "" | tls | deflate | plain) ;;
+  *) echo "usage: benches/compare.sh [tls|deflate|plain]  (no argument: every scenario)" >&2; exit 2 ;;
 esac
 
 if [ "${QUICK:-0}" = 1 ]; then
@@ -86,6 +97,17 @@ server_cmd() {
     tungstenite-broadcast) echo "$T/peer-tungstenite-broadcast" ;;
     ours-demo-tls) echo "$T/demo --echo-timeout 100000 --tls-cert $CERTS/cert.pem --tls-key $CERTS/key.pem" ;;
     tungstenite-tls) echo "$T/peer-tungstenite-tls --cert $CERTS/cert.pem --key $CERTS/key.pem" ;;
+    ours-demo-deflate) echo "$T/demo --echo-timeout 100000" ;;
+    ours-demo-takeover) echo "$T/demo --echo-timeout 100000 --deflate-takeover" ;;
+    ours-demo-plain) echo "$T/demo --echo-timeout 100000 --no-deflate" ;;
+    # $mode: the scenario's (idle connections use the echo path).
+    node-ws) echo "node benches/node/peer-ws.js --mode $([ "$mode" = broadcast ] && echo broadcast || echo echo)" ;;
+  esac
+}
+# More wsload arguments for a server: the demo --no-deflate is loaded plain on purpose.
+server_load_args() {
+  case "$1" in
+    ours-demo-plain) echo "--deflate-optional" ;;
   esac
 }
 # The URL and wsload's TLS option for a server: its name ends in -tls for wss://.
@@ -124,6 +146,16 @@ if [ -n "${BASELINE_DEMO:-}" ]; then
   ECHO_SERVERS+=(ours-demo-base)
   BROADCAST_SERVERS+=(ours-demo-base)
 fi
+# permessage-deflate: the demo in its three modes and Node's ws, on one load (see the header).
+DEFLATE_SERVERS=(ours-demo-deflate ours-demo-takeover ours-demo-plain node-ws)
+if ! "$T/demo" --help | grep -q -- --deflate-takeover; then
+  echo "compare.sh: this demo has no --deflate-takeover; the deflate scenarios run without it" >&2
+  DEFLATE_SERVERS=(ours-demo-deflate ours-demo-plain node-ws)
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "compare.sh: node or npm missing; the deflate scenarios run without Node's ws" >&2
+  unset 'DEFLATE_SERVERS[-1]' # node-ws, last
+fi
 # METRICS_AB=1 adds the demo with --metrics as `ours-demo-metrics` (what counting costs).
 if [ "${METRICS_AB:-0}" = 1 ]; then
   ECHO_SERVERS+=(ours-demo-metrics)
@@ -142,6 +174,9 @@ SCENARIOS=(
   "tls-echo-100x16k|--mode echo --connections 100 --size 16384|wss echo 100 connections x 16 KiB, 1 in flight"
   "tls-connect-c$CONNECTORS|--mode connect --connections $CONNECTORS|new wss connections (TCP, TLS 1.3 full handshake, upgrade, closing handshake), $CONNECTORS connectors"
   "tls-idle-$IDLE_CONNS|--mode idle --connections $IDLE_CONNS|idle: $IDLE_CONNS open connections (wss, and ours over ws beside), server memory"
+  "deflate-echo-100|--mode echo --connections 100 --payload chat --deflate|permessage-deflate offered, echo 100 connections x chat lines (~300 B JSON), 1 in flight"
+  "deflate-broadcast-$BROADCAST_CONNS|--mode broadcast --connections $BROADCAST_CONNS --senders $SENDERS --payload chat --deflate|permessage-deflate offered, broadcast to $BROADCAST_CONNS connections x chat lines (~300 B JSON), $SENDERS senders per round"
+  "deflate-idle-$IDLE_CONNS|--mode idle --connections $IDLE_CONNS --payload chat --deflate --idle-echo|permessage-deflate offered, idle: $IDLE_CONNS open connections after one chat line echoed on each, server memory"
 )
 
 # shellcheck source=benches/listening.sh
@@ -162,6 +197,10 @@ trap stop_server EXIT
 # Starts server $1 on a free port; sets SERVER_PID and SERVER_ADDR.
 start_server() {
   local log="$OUT/server-$1.log"
+  if [ "$1" = node-ws ] && [ ! -d benches/node/node_modules/ws ]; then
+    echo "== installing Node's ws (npm ci in benches/node)" >&2
+    (cd benches/node && npm ci --silent) >&2
+  fi
   # The previous run's log goes first: the server's shell truncates it only once it runs, and
   # until then the loop below would read the old server's address (every connection refused).
   rm -f "$log"
@@ -179,11 +218,12 @@ for scenario in "${SCENARIOS[@]}"; do
   IFS='|' read -r name args _ <<<"$scenario"
   if [ -n "$ONLY" ] && [[ "$name" != *"$ONLY"* ]]; then continue; fi
   case "$GROUP:$name" in
-    tls:tls-*) ;;
-    tls:* | plain:tls-*) continue ;;
+    tls:tls-* | deflate:deflate-*) ;;
+    tls:* | deflate:* | plain:tls-* | plain:deflate-*) continue ;;
   esac
   mode=$(sed 's/.*--mode \([a-z]*\).*/\1/' <<<"$args")
   case "$name:$mode" in
+    deflate-*) servers=("${DEFLATE_SERVERS[@]}") ;;
     tls-idle*) servers=("${TLS_IDLE_SERVERS[@]}") ;;
     tls-*) servers=("${TLS_SERVERS[@]}") ;;
     axum-*) servers=("${AXUM_SERVERS[@]}") ;;
@@ -198,13 +238,13 @@ for scenario in "${SCENARIOS[@]}"; do
       start_server "$server"
       # shellcheck disable=SC2046,SC2086
       if ! line=$("${LOAD_CPU[@]}" "$T/wsload" --url $(server_url "$server" "$mode" "$SERVER_ADDR") $args \
-          --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json) || [ -z "$line" ]; then
+          $(server_load_args "$server") --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json) || [ -z "$line" ]; then
         line='{"failed":true}'
       fi
       stop_server
       printf '{"scenario":"%s","server":"%s","round":%d,%s\n' "$name" "$server" "$round" "${line#\{}" >>"$RESULTS"
       printf '%-28s round %d  %-22s %s\n' "$name" "$round" "$server" \
-        "$(grep -o '"msgs_per_s":[1-9][0-9.]*\|"bytes_per_conn":[0-9.-]\+\|"errors":[0-9]\+\|"failed":true' <<<"$line" | tr '\n' ' ')" >&2
+        "$(grep -o '"msgs_per_s":[1-9][0-9.]*\|"bytes_per_conn":[0-9.-]\+\|"wire_in_per_msg":[0-9.]\+\|"errors":[0-9]\+\|"failed":true' <<<"$line" | tr '\n' ' ')" >&2
       # A run with errors says what they were (wsload's first few notes), and keeps its server's log.
       if ! grep -q '"errors":0,' <<<"$line"; then
         grep -o '"notes":\[[^]]*\]' <<<"$line" | sed 's/^/    /' >&2 || true
@@ -254,6 +294,18 @@ for name in order:
     def same_transport(a, b):
         return a.endswith("-tls") == b.endswith("-tls")
     modes = {r.get("mode") for r in rows}
+    deflate = name.startswith("deflate-")
+    def deflate_pairs():
+        # Each compressing server of ours against the same load uncompressed, then against
+        # the peers (Node's ws).
+        plain = "ours-demo-plain"
+        compressing = [o for o in ours if o != plain]
+        return [(o, plain) for o in compressing if plain in servers] + [(o, p) for o in compressing for p in peers]
+    def negotiated():
+        print("negotiated (first connection; connections that agreed / opened):")
+        for s in servers:
+            r = next(iter(by[s]), {})
+            print(f"  {s:<22}{r.get('deflate') or 'nothing'}  ({r.get('deflate_connections', 0)}/{r.get('connected', 0)})")
     if "idle" in modes:
         print(f"{'server':<24}{'bytes/conn':>12}{'RSS after MiB':>15}{'errors':>8}")
         for s in servers:
@@ -265,22 +317,32 @@ for name in order:
         pairs = [(o, p) for o in ours for p in peers if same_transport(o, p)]
         # What TLS adds: a server over wss against itself over ws, in the same run.
         pairs += [(s, s[:-4]) for s in servers if s.endswith("-tls") and s[:-4] in servers]
+        if deflate:
+            pairs = deflate_pairs()
         for a, b in pairs:
             print(f"{a + ' / ' + b:<40}{ratio(med(by[a], 'bytes_per_conn'), med(by[b], 'bytes_per_conn')):>12}")
+        if deflate:
+            negotiated()
         continue
     connect = "connect" in modes
-    lat = "round" if name.startswith("broadcast") else "new connection, to the 101" if connect else "echo"
+    lat = "round" if "broadcast" in modes else "new connection, to the 101" if connect else "echo"
     rate, cpu = ("conns/s", "CPU µs/conn") if connect else ("msgs/s", "CPU µs/msg")
-    print(f"{'server':<24}{rate:>12}{'p50 µs':>10}{'p99 µs':>10}{cpu:>12}{'wsload CPU':>12}{'errors':>8}"
+    # Deflate scenarios: WebSocket bytes (frames with headers) read per delivered message and
+    # written per sent message, on the load generator's sockets.
+    wire = f"{'wire in B/msg':>15}{'wire out B/msg':>16}" if deflate else ""
+    print(f"{'server':<24}{rate:>12}{'p50 µs':>10}{'p99 µs':>10}{cpu:>12}{wire}{'wsload CPU':>12}{'errors':>8}"
           f"   (latency per {lat})")
     for s in servers:
         share = med(by[s], "wsload_cpu_share")
+        wire = (f"{num(med(by[s], 'wire_in_per_msg'), '.1f'):>15}{num(med(by[s], 'wire_out_per_msg'), '.1f'):>16}"
+                if deflate else "")
         print(f"{s:<24}{num(med(by[s], 'msgs_per_s'), ',.0f'):>12}{num(med(by[s], 'p50_us'), ',.0f'):>10}"
-              f"{num(med(by[s], 'p99_us'), ',.0f'):>10}{num(med(by[s], 'server_cpu_us_per_msg'), '.3f'):>12}"
+              f"{num(med(by[s], 'p99_us'), ',.0f'):>10}{num(med(by[s], 'server_cpu_us_per_msg'), '.3f'):>12}{wire}"
               f"{num(share * 100 if share is not None else None, '.0f') + ' %':>12}{errors[s]:>8}"
               + (f"  ({failed[s]} failed)" if failed[s] else ""))
     rate, cpu = ("conns/s", "CPU/conn") if connect else ("msgs/s", "CPU/msg")
-    print(f"{'ours / peer':<40}{rate:>10}{cpu:>10}   ({rate} > 1: ours faster; {cpu} < 1: ours cheaper)")
+    wire = f"{'wire in':>10}{'wire out':>10}" if deflate else ""
+    print(f"{'ours / peer':<40}{rate:>10}{cpu:>10}{wire}   ({rate} > 1: ours faster; {cpu} < 1: ours cheaper)")
     # Ours against every peer and the floor, then the floor against the peers: how far below
     # them any server could go here.
     pairs = [(o, p) for o in ours for p in peers if same_transport(o, p)]
@@ -288,8 +350,14 @@ for name in order:
     # Another build or entry of ours against the demo: an A/B in the same run.
     pairs += [(s, "ours-demo") for s in ("ours-axum", "ours-demo-base", "ours-demo-metrics")
               if s in servers and "ours-demo" in servers]
+    if deflate:
+        pairs = deflate_pairs()
     for a, b in pairs:
+        wire = (f"{ratio(med(by[a], 'wire_in_per_msg'), med(by[b], 'wire_in_per_msg')):>10}"
+                f"{ratio(med(by[a], 'wire_out_per_msg'), med(by[b], 'wire_out_per_msg')):>10}" if deflate else "")
         print(f"{a + ' / ' + b:<40}{ratio(med(by[a], 'msgs_per_s'), med(by[b], 'msgs_per_s')):>10}"
-              f"{ratio(med(by[a], 'server_cpu_us_per_msg'), med(by[b], 'server_cpu_us_per_msg')):>10}")
+              f"{ratio(med(by[a], 'server_cpu_us_per_msg'), med(by[b], 'server_cpu_us_per_msg')):>10}{wire}")
+    if deflate:
+        negotiated()
 PY
 echo "raw results: $RESULTS; table: $TABLE" >&2
