@@ -17,7 +17,9 @@
 # target/bench/results.jsonl. Environment: ROUNDS, DURATION (s), WARMUP (s), QUICK=1,
 # JOBS (cargo -j, default 1), BUILD=0 (run the binaries already in target/release),
 # IDLE_CONNS (default 5000), BROADCAST_CONNS (default 10000), SENDERS (default 10),
-# CONNECTORS (TLS connect rate, default 32), ONLY (run only the scenarios whose name contains
+# CONNECTORS (TLS connect rate, default 32), CONNECT_ROUNDS (rounds of the connect scenario,
+# default 7, at least ROUNDS: its rate moves by up to ±30 % from round to round, for every
+# server, where an echo's moves by 5 %), ONLY (run only the scenarios whose name contains
 # it; `ONLY=echo` includes tls-echo-*, `ONLY=echo bash benches/compare.sh plain` does not),
 # BASELINE_DEMO (another build of the demo, run beside ours as `ours-demo-base`), METRICS_AB=1
 # (the demo with --metrics beside it, as `ours-demo-metrics`). The `axum-*` scenario runs the
@@ -231,7 +233,9 @@ for scenario in "${SCENARIOS[@]}"; do
     *:echo) servers=("${ECHO_SERVERS[@]}" "${FLOOR_SERVERS[@]}") ;;
     *) servers=("${ECHO_SERVERS[@]}") ;;
   esac
-  for round in $(seq "$ROUNDS"); do
+  rounds=$ROUNDS
+  case "$name" in *connect*) rounds=$((${CONNECT_ROUNDS:-7} > ROUNDS ? ${CONNECT_ROUNDS:-7} : ROUNDS)) ;; esac
+  for round in $(seq "$rounds"); do
     n=${#servers[@]}
     for i in $(seq 0 $((n - 1))); do
       server=${servers[$(((i + round - 1) % n))]}
@@ -276,7 +280,7 @@ order = []
 for r in runs:
     if r["scenario"] not in order:
         order.append(r["scenario"])
-print(f"WebSocket servers side by side: median of {rounds} round(s), {duration} s windows; "
+print(f"WebSocket servers side by side: median of {rounds} round(s) (connect scenarios: of all their rounds), {duration} s windows; "
       "server on CPU 0, wsload on CPU 1")
 for name in order:
     rows = [r for r in runs if r["scenario"] == name]
