@@ -3,6 +3,7 @@
 //! operator's token. The page is static HTML and JS built into the binary.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::json;
@@ -97,4 +98,58 @@ fn stats(shared: &Shared, metrics: &Metrics) -> serde_json::Value {
         "dropped_frames": s.stats.dropped_frames,
         "cluster": cluster,
     })
+}
+
+/// Requests the admin listener serves at a time; past that, connections are closed at once.
+const ADMIN_CONNECTIONS: usize = 64;
+
+/// The admin listener ([`ServerBuilder::admin_addr`](crate::ServerBuilder::admin_addr)):
+/// plain HTTP/1.1, one request per connection, `/metrics` and `/admin…` and 404 for anything
+/// else, each request head within `request_timeout` and the server's head limits, until
+/// shutdown begins.
+pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(ADMIN_CONNECTIONS));
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = shared.stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin listener: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else { continue };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let request_timeout = shared.config.request_timeout;
+            let _ = tokio::time::timeout(request_timeout, serve_one(stream, peer, &shared)).await;
+        });
+    }
+}
+
+async fn serve_one(mut stream: tokio::net::TcpStream, peer: std::net::SocketAddr, shared: &Shared) {
+    let config = &shared.config;
+    let limits = ws_proto::HeadLimits { max_bytes: config.max_header_bytes, max_headers: config.max_headers };
+    let mut buf = bytes::BytesMut::new();
+    let answer = match ws_session::server_support::read_request_head(&mut stream, &mut buf, limits).await {
+        Ok(len) => {
+            let mut headers = vec![ws_proto::httparse::EMPTY_HEADER; config.max_headers];
+            let mut parsed = ws_proto::httparse::Request::new(&mut headers);
+            match parsed.parse(&buf[..len]) {
+                Ok(_) => {
+                    let request = Request::from_parsed(&parsed, Some(peer));
+                    answer(shared, &request).await.unwrap_or_else(|| Answer::text(404, "not found\n"))
+                }
+                Err(_) => Answer::text(400, "malformed request\n"),
+            }
+        }
+        Err(ws_session::Error::Handshake(e)) => Answer::refused(&e),
+        Err(_) => return,
+    };
+    crate::upgrade::respond::<_, ()>(&mut stream, answer).await;
 }

@@ -56,6 +56,7 @@ pub struct ServerBuilder {
     registry: Option<Registry>,
     metrics: bool,
     admin_token: Option<String>,
+    admin_addr: Option<std::net::SocketAddr>,
     #[cfg(feature = "tls")]
     tls: Option<TlsSource>,
 }
@@ -282,6 +283,18 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves `/metrics` and `/admin` (when [`metrics`](Self::metrics) or
+    /// [`admin_token`](Self::admin_token) turn them on) on a second listener of their own, plain
+    /// HTTP at `addr` (an address inside your network, say `127.0.0.1:9090`), instead of on the
+    /// main one, where they then answer like any other unknown page. At most 64 requests are
+    /// served at a time, each within `request_timeout`. Bound by [`bind`](Self::bind);
+    /// [`build`](Self::build) ignores it (an axum application serves
+    /// [`Endpoint::metrics_text`] where it likes).
+    pub fn admin_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.admin_addr = Some(addr);
+        self
+    }
+
     /// Binds the listener (`127.0.0.1:8080` is the demo's default), with a listen backlog of
     /// 1024 connections waiting to be accepted (the standard library's 128 overflows when
     /// thousands of clients reconnect at once).
@@ -300,16 +313,18 @@ impl ServerBuilder {
     /// streams you accept yourself or upgrade requests from hyper/axum (see [`Endpoint`]).
     /// Fails only when TLS certificate files do not load.
     pub fn build(self) -> std::io::Result<Endpoint> {
-        Ok(Endpoint { shared: self.into_shared()? })
+        Ok(Endpoint { shared: self.into_shared(false)? })
     }
 
     fn serve_on(self, listener: TcpListener) -> std::io::Result<Server> {
         let local_addr = listener.local_addr()?;
-        let shared = self.into_shared()?;
-        Ok(Server { listener, local_addr, shared })
+        let admin = self.admin_addr.map(listen).transpose()?;
+        let shared = self.into_shared(admin.is_some())?;
+        Ok(Server { listener, local_addr, shared, admin })
     }
 
-    fn into_shared(self) -> std::io::Result<Arc<Shared>> {
+    /// `admin_apart`: `/metrics` and `/admin` have a listener of their own.
+    fn into_shared(self, admin_apart: bool) -> std::io::Result<Arc<Shared>> {
         #[cfg(feature = "tls")]
         let (tls, cert_files) = match self.tls {
             None => (None, None),
@@ -337,6 +352,7 @@ impl ServerBuilder {
             slots,
             refusing: AtomicUsize::new(0),
             metrics,
+            admin_apart,
             #[cfg(feature = "tls")]
             tls,
             #[cfg(feature = "tls")]

@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) refusing: AtomicUsize,
     /// Metrics (and the admin page), when turned on.
     pub(crate) metrics: Option<crate::metrics::Metrics>,
+    /// `/metrics` and `/admin` are served on a listener of their own, not on the main one.
+    pub(crate) admin_apart: bool,
     /// TLS on the listener, when configured.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
@@ -49,6 +51,9 @@ pub struct Server {
     pub(crate) listener: TcpListener,
     pub(crate) local_addr: SocketAddr,
     pub(crate) shared: Arc<Shared>,
+    /// The listener of `/metrics` and `/admin`, when they have their own
+    /// ([`ServerBuilder::admin_addr`](crate::ServerBuilder::admin_addr)).
+    pub(crate) admin: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for Server {
@@ -66,6 +71,12 @@ impl Server {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the listener of `/metrics` and `/admin`, when they have their own
+    /// ([`ServerBuilder::admin_addr`](crate::ServerBuilder::admin_addr)).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Its registry of sockets.
@@ -87,7 +98,11 @@ impl Server {
     /// Accepts connections, one task each, until shut down by a [`ShutdownHandle`]; returns
     /// once it stopped accepting (the sockets are still closing then: see
     /// [`run_until`](Server::run_until) for a server that returns when they are gone).
-    pub async fn run(self) -> std::io::Result<()> {
+    pub async fn run(mut self) -> std::io::Result<()> {
+        if let Some(admin) = self.admin.take() {
+            tracing::info!(addr = ?admin.local_addr().ok(), "serving /metrics and /admin");
+            tokio::spawn(crate::admin::serve(admin, self.shared.clone()));
+        }
         let shared = &self.shared;
         #[cfg(feature = "tls")]
         if let Some(files) = &shared.cert_files {

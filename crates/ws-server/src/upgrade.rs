@@ -88,7 +88,7 @@ impl Answer {
 }
 
 /// Writes `answer` and closes; the connection ends there (`None`).
-async fn respond<S, T>(stream: &mut S, answer: Answer) -> Option<T>
+pub(crate) async fn respond<S, T>(stream: &mut S, answer: Answer) -> Option<T>
 where
     S: AsyncWrite + Unpin,
 {
@@ -185,7 +185,9 @@ async fn checks(
     let set_cookie = set_cookie.then(|| session_cookie(&config.session_cookie, &session_id));
 
     if !request.is_upgrade() {
-        if let Some(answer) = crate::admin::answer(shared, &request).await {
+        if !shared.admin_apart
+            && let Some(answer) = crate::admin::answer(shared, &request).await
+        {
             return Err(answer); // /metrics and /admin, rendered now
         }
         return Err(page(shared, &request, set_cookie));

@@ -320,3 +320,51 @@ async fn the_admin_page_needs_its_token() {
     assert_eq!(presence["members"][0]["label"], "Alice");
     assert_eq!(presence["members"][0]["id"], id.to_string());
 }
+
+/// With `admin_addr`, `/metrics` and `/admin` move to a listener of their own: the main one
+/// answers them like any unknown page, the admin one serves them (and 404s anything else,
+/// and no WebSocket upgrade), and counts what the main one serves.
+#[tokio::test]
+async fn metrics_and_admin_move_to_their_own_address() {
+    let server = builder()
+        .metrics(true)
+        .admin_token("s3cret")
+        .admin_addr("127.0.0.1:0".parse().unwrap())
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let (addr, admin) = (server.local_addr(), server.admin_addr().expect("an admin listener"));
+    assert_ne!(addr, admin);
+    let stop = server.shutdown_handle();
+    tokio::spawn(server.run());
+
+    assert_eq!(get(addr, "/metrics", "").await.0, 404);
+    assert_eq!(get(addr, "/admin?token=s3cret", "").await.0, 404);
+    assert_eq!(get(admin, "/admin", "").await.0, 401);
+    assert_eq!(get(admin, "/admin?token=s3cret", "").await.0, 200);
+    assert_eq!(get(admin, "/", "").await.0, 404);
+    assert!(connect(&format!("ws://{admin}/echo"), &ConnectOptions::default()).await.is_err());
+
+    let before = scrape(admin).await;
+    let (mut c, _) = connect(&format!("ws://{addr}/echo"), &ConnectOptions::default()).await.unwrap();
+    c.write("hello").await.unwrap();
+    c.read(0, T).await.unwrap();
+    let after = until(admin, r#"ws_messages_sent_total{class="/echo"}"#, 1.0).await;
+    assert_eq!(deltas(&before, &after, &[r#"ws_messages_received_total{class="/echo"}"#]), [1.0]);
+
+    // The server's request head limit holds there too.
+    let big = format!("X-Big: {}\r\n", "a".repeat(64 << 10));
+    assert_eq!(get(admin, "/metrics", &big).await.0, 431);
+    drop(c);
+    stop.shutdown().await;
+    // Shutdown closes the admin listener too.
+    let refused = tokio::time::timeout(T, async {
+        loop {
+            if TcpStream::connect(admin).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    refused.await.expect("the admin listener closes on shutdown");
+}

@@ -14,7 +14,8 @@
 //! files reload on SIGHUP or when they change).
 //!
 //! `--metrics` serves Prometheus metrics at `/metrics`; `--admin-token TOKEN` turns on the
-//! live admin page at `/admin?token=TOKEN`.
+//! live admin page at `/admin?token=TOKEN`; `--admin-addr 127.0.0.1:9090` serves both on an
+//! address of their own instead.
 //!
 //! SIGTERM or Ctrl-C stops it gracefully: every socket gets 1001, then it exits.
 //! `demo --help` lists the limits it can set.
@@ -96,6 +97,10 @@ struct Args {
     /// Authorization: Bearer).
     #[arg(long, value_name = "TOKEN")]
     admin_token: Option<String>,
+    /// Serve /metrics and /admin on this address of their own (plain HTTP, e.g.
+    /// 127.0.0.1:9090) instead of on --addr.
+    #[arg(long, value_name = "ADDR")]
+    admin_addr: Option<std::net::SocketAddr>,
     /// tokio's current-thread scheduler whatever the CPUs (`current`).
     #[arg(long, value_name = "current")]
     runtime: Option<String>,
@@ -160,6 +165,9 @@ async fn serve(args: Args) -> std::io::Result<()> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         builder = builder.tls_pem_files(cert, key);
     }
+    if let Some(addr) = args.admin_addr {
+        builder = builder.admin_addr(addr);
+    }
     if let Some(token) = &args.admin_token {
         builder = builder.admin_token(token);
     }
@@ -187,6 +195,9 @@ async fn serve(args: Args) -> std::io::Result<()> {
         .await?;
     let scheme = if server.is_tls() { "https" } else { "http" };
     println!("demo listening on {scheme}://{}/", server.local_addr());
+    if let Some(addr) = server.admin_addr() {
+        println!("demo serving /metrics and /admin on http://{addr}/");
+    }
     let worker = worker(server.registry(), id_queue, secs(args.detached_delay), Duration::from_secs(30));
     let stop = server.shutdown_handle();
     tokio::spawn(async move {
