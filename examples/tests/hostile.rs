@@ -1241,6 +1241,15 @@ async fn deflate_attackers(demo: &Demo, n: usize) -> Vec<(TcpStream, Head)> {
     attackers
 }
 
+/// Writes `bytes` within `T`: "sent", "write failed (…)" or "write blocked".
+async fn send_outcome(stream: &mut TcpStream, bytes: &[u8]) -> String {
+    match timeout(T, stream.write_all(bytes)).await {
+        Ok(Ok(())) => "sent".to_string(),
+        Ok(Err(e)) => format!("write failed ({})", e.kind()),
+        Err(_) => "write blocked".to_string(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zip_bomb() {
     const CLIENTS: usize = 20;
@@ -1259,11 +1268,7 @@ async fn zip_bomb() {
         let (bomb, start) = (bomb.clone(), start.clone());
         set.spawn(async move {
             start.wait().await;
-            let sent = match timeout(T, stream.write_all(&bomb)).await {
-                Ok(Ok(())) => "sent".to_string(),
-                Ok(Err(e)) => format!("write failed ({})", e.kind()),
-                Err(_) => "write blocked".to_string(),
-            };
+            let sent = send_outcome(&mut stream, &bomb).await;
             let drained = read_to_close(&mut stream, head.leftover, Duration::from_secs(30)).await;
             (sent, drained.ending.to_string())
         });
@@ -1316,11 +1321,7 @@ async fn zip_bomb_held() {
     let mut held = Vec::with_capacity(CLIENTS);
     let mut sends = Vec::with_capacity(CLIENTS);
     for (mut stream, head) in attackers {
-        sends.push(match timeout(T, stream.write_all(&bomb)).await {
-            Ok(Ok(())) => "sent".to_string(),
-            Ok(Err(e)) => format!("write failed ({})", e.kind()),
-            Err(_) => "write blocked".to_string(),
-        });
+        sends.push(send_outcome(&mut stream, &bomb).await);
         held.push((stream, head));
     }
     // The fragments never end; the server has 3 s to inflate them (settling, no assertion).
