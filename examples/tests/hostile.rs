@@ -1,6 +1,6 @@
 //! Hostile clients against the `demo` binary (DESIGN.md, "Limits and policies"): a ping flood
 //! that never reads, slow chat consumers, slow-loris request heads (and the cap on pending
-//! handshakes), SIGTERM/SIGINT with many clients, cross-site Origins, a handshake that
+//! handshakes, and on the admin listener), SIGTERM/SIGINT with many clients, cross-site Origins, a handshake that
 //! finishes during shutdown, and permessage-deflate zip bombs.
 //!
 //! Not part of `cargo test --workspace` (`test = false`); run it alone, in release:
@@ -48,6 +48,8 @@ const MIB: u64 = 1024;
 struct Demo {
     child: Child,
     addr: SocketAddr,
+    /// Where it serves /metrics and /admin, with `--admin-addr`.
+    admin: Option<SocketAddr>,
 }
 
 impl Demo {
@@ -69,18 +71,26 @@ impl Demo {
         // Drains stdout until the demo closes it (so the demo never blocks on it).
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("demo listening on http://") {
+                let addr = ["demo listening on http://", "demo serving /metrics and /admin on http://"]
+                    .iter()
+                    .find_map(|prefix| line.strip_prefix(prefix));
+                if let Some(rest) = addr {
                     let _ = tx.send(rest.trim_end_matches('/').to_string());
                 }
             }
         });
-        let addr: SocketAddr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("demo did not print its address")
-            .parse()
-            .expect("demo printed a bad address");
-        assert!(addr.ip().is_loopback(), "demo listens on {addr}, not on loopback");
-        Demo { child, addr }
+        let mut next_addr = || -> SocketAddr {
+            let addr: SocketAddr = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("demo did not print its address")
+                .parse()
+                .expect("demo printed a bad address");
+            assert!(addr.ip().is_loopback(), "demo listens on {addr}, not on loopback");
+            addr
+        };
+        let addr = next_addr();
+        let admin = flags.contains(&"--admin-addr").then(&mut next_addr);
+        Demo { child, addr, admin }
     }
 
     fn pid(&self) -> u32 {
@@ -952,6 +962,62 @@ async fn slow_loris_cap() {
         "connections over the cap of {CAP} pending handshakes did not all get 503 within 2 s: {over_cap:?}"
     );
     assert_eq!(again, "HTTP 101", "no handshake accepted after the stalled connections closed");
+}
+
+/// Slow-loris against the admin listener (`--admin-addr`): it serves 64 requests at a time and
+/// closes the rest at once, drops each stalled head at the request timeout, costs the server
+/// little memory, never disturbs the main listener, and serves /metrics again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_loris_admin() {
+    const REQUEST_TIMEOUT: u64 = 3;
+    const N: usize = 1000;
+    let timeout_flag = REQUEST_TIMEOUT.to_string();
+    let demo = Demo::start(&["--metrics", "--request-timeout", &timeout_flag, "--admin-addr", "127.0.0.1:0"]);
+    let admin = demo.admin.expect("the demo printed its admin address");
+    let good = GoodEcho::start(&demo).await;
+    let before = demo.rss();
+    let sampler = Sampler::start(&demo);
+
+    let (stalled, errors) = open_stalled(admin, N, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n").await;
+    let within = Duration::from_secs(REQUEST_TIMEOUT + 10);
+    let mut set = JoinSet::new();
+    for mut stream in stalled.into_iter() {
+        set.spawn(async move { read_head(&mut stream, within).await.to_string() });
+    }
+    let mut answers = Vec::with_capacity(N);
+    while let Some(joined) = set.join_next().await {
+        answers.push(joined.unwrap_or_else(|e| format!("task: {e}")));
+    }
+    let dropped = answers
+        .iter()
+        .filter(|a| a.starts_with("no answer (eof") || a.starts_with("no answer (reset"))
+        .count();
+    let answers = tally(answers);
+    let peak = sampler.finish(&demo);
+    // Served again once they are gone.
+    let metrics = match raw_connect(admin, Buffers::Default).await {
+        Ok(mut stream) => {
+            let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
+            read_head(&mut stream, T).await.to_string()
+        }
+        Err(e) => format!("connect failed ({})", e.kind()),
+    };
+    let stats = good.finish().await;
+    let rss = Rss { before, peak, after: demo.rss() };
+
+    println!(
+        "hostile: slow_loris_admin stalled={}/{N} answers={answers:?} metrics_after={metrics:?} {rss} {stats}",
+        N - errors.len()
+    );
+    assert!(errors.is_empty(), "could not open every stalled connection: {:?}", errors.first());
+    assert_eq!(dropped, N, "not every stalled admin connection was closed in {within:?}: {answers:?}");
+    assert!(
+        rss.growth() <= 4 * MIB,
+        "server RSS grew {} KiB (> 4 MiB) with {N} stalled admin heads",
+        rss.growth()
+    );
+    assert_eq!(metrics, "HTTP 200", "/metrics not served after the stalled connections");
+    assert!(stats.all_ok(), "the good client's echoes failed: {stats}");
 }
 
 // ---------------------------------------------------------------------------------------
